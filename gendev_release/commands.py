@@ -1,0 +1,68 @@
+"""Running the commands a spec names: argv lists, placeholders as whole values, never a shell."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gendev_release.report import Evidence
+from gendev_release.spec import _PLACEHOLDER_RE, check_argv
+
+_TAIL = 4000
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def evidence(self, summary: str = "") -> Evidence:
+        return Evidence(
+            kind="command", source=" ".join(self.argv),
+            summary=summary or f"exit {self.exit_code}" + (" (timed out)" if self.timed_out else ""),
+            data={"argv": self.argv, "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
+                  "stdout_tail": self.stdout[-_TAIL:], "stderr_tail": self.stderr[-_TAIL:],
+                  "timed_out": self.timed_out},
+        )
+
+
+def substitute(argv: list[str], values: dict[str, str]) -> list[str]:
+    """Replace ``{name}`` placeholders; the result stays one argv element per template element."""
+    check_argv(argv)
+
+    def one(element: str) -> str:
+        return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], element)
+
+    return [one(element) for element in argv]
+
+
+def run_command(argv: list[str], *, cwd: Path, timeout: float = 600.0,
+                env: dict[str, str] | None = None) -> CommandResult:
+    """Run an argv list (no shell) and capture its exit code and output tails."""
+    check_argv(argv)
+    started = time.monotonic()
+    full_env = {**os.environ, **(env or {})}
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              env=full_env, stdin=subprocess.DEVNULL, check=False)
+    except FileNotFoundError as exc:
+        return CommandResult(argv, 127, "", f"program not found: {exc.filename}", time.monotonic() - started)
+    except PermissionError as exc:
+        return CommandResult(argv, 126, "", f"not executable: {exc}", time.monotonic() - started)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        return CommandResult(argv, -1, out, err, time.monotonic() - started, timed_out=True)
+    return CommandResult(argv, proc.returncode, proc.stdout[-_TAIL * 4:], proc.stderr[-_TAIL * 4:],
+                         time.monotonic() - started)

@@ -1,0 +1,194 @@
+"""Agent reports: one verification per checklist item, each backed by evidence from this run.
+
+The invariant that matters: a :class:`Verification` can only be ``passed`` when it carries at
+least one :class:`Evidence` record. The gate (:meth:`AgentReport.gate_failures`) re-checks this, so
+neither a builtin nor an AI agent can pass an item without evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gendev_release.catalogue import ITEM_KINDS, Phase, Step
+
+EvidenceKind = Literal["file", "command", "http", "metric", "git", "target", "computed"]
+ItemKind = Literal["read", "verify", "check", "report"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Evidence(BaseModel):
+    """One observation made during the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: EvidenceKind
+    source: str = Field(description="What was observed: a path, an argv, a URL, a metric name.")
+    summary: str = ""
+    sha256: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    collected_at: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def file(cls, path: Path, summary: str = "", **data: Any) -> Evidence:
+        """Evidence that a file exists, with its digest and size. Raises if it does not exist."""
+        stat = path.stat()
+        return cls(kind="file", source=str(path), sha256=sha256_file(path),
+                   summary=summary or f"{path.name}: {stat.st_size} bytes", data={"bytes": stat.st_size, **data})
+
+
+class Verification(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str
+    kind: ItemKind
+    text: str
+    passed: bool
+    detail: str
+    evidence: list[Evidence] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_pass_without_evidence(self) -> Verification:
+        if self.passed and not self.evidence:
+            raise ValueError(f"{self.item_id}: an item cannot pass without evidence")
+        return self
+
+
+class Deliverable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    path: str
+    sha256: str
+
+
+class AgentReport(BaseModel):
+    """What one agent step found, item by item. Goes to XCom and to the evidence store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str
+    duty: str
+    step_id: str
+    phase_id: str
+    service: str
+    version: str
+    run_id: str
+    status: Literal["passed", "failed", "skipped"]
+    verifications: list[Verification]
+    deliverables: list[Deliverable] = Field(default_factory=list)
+    findings: list[str] = Field(default_factory=list)
+    blocking_issues: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    facts: dict[str, Any] = Field(default_factory=dict, description="Structured results later steps read.")
+    backend: str = "builtin"
+    started_at: datetime
+    finished_at: datetime
+
+    def gate_failures(self) -> list[str]:
+        """Every reason this step must not pass; empty means the gate holds."""
+        failures = []
+        by_kind = {v.kind: v for v in self.verifications}
+        for kind in ITEM_KINDS:
+            verification = by_kind.get(kind)
+            if verification is None:
+                failures.append(f"{self.step_id}.{kind}: no verification recorded")
+            elif not verification.evidence:
+                failures.append(f"{verification.item_id}: no evidence gathered ({verification.detail})")
+            elif not verification.passed:
+                failures.append(f"{verification.item_id}: {verification.detail}")
+        failures.extend(f"blocker: {issue}" for issue in self.blocking_issues)
+        return failures
+
+
+class ReportBuilder:
+    """Collects evidence and verdicts item by item while a duty runs.
+
+    Items never given a verdict fail with "no verdict". The ``report`` item is completed by
+    :meth:`finish`: it lists every failed item as a blocker, so the report is never silent.
+    """
+
+    def __init__(self, phase: Phase, step: Step, *, service: str, version: str, run_id: str) -> None:
+        self.phase = phase
+        self.step = step
+        self._meta = {"service": service, "version": version, "run_id": run_id}
+        self._evidence: dict[str, list[Evidence]] = {kind: [] for kind in ITEM_KINDS}
+        self._verdicts: dict[str, tuple[bool, str]] = {}
+        self.deliverables: list[Deliverable] = []
+        self.findings: list[str] = []
+        self.blocking_issues: list[str] = []
+        self.metrics: dict[str, float] = {}
+        self.facts: dict[str, Any] = {}
+        self.started_at = utcnow()
+
+    def evidence(self, kind: ItemKind, evidence: Evidence) -> Evidence:
+        self._evidence[kind].append(evidence)
+        return evidence
+
+    def verdict(self, kind: ItemKind, passed: bool, detail: str) -> bool:
+        """Record the decision for an item; a pass without evidence is turned into a failure."""
+        if passed and not self._evidence[kind]:
+            passed, detail = False, f"no evidence gathered: {detail}"
+        self._verdicts[kind] = (passed, detail)
+        return passed
+
+    def fail(self, kind: ItemKind, detail: str) -> bool:
+        return self.verdict(kind, False, detail)
+
+    def passed(self, kind: ItemKind) -> bool:
+        return self._verdicts.get(kind, (False, ""))[0]
+
+    def block(self, issue: str) -> None:
+        if issue not in self.blocking_issues:
+            self.blocking_issues.append(issue)
+
+    def deliver(self, name: str, path: Path) -> Deliverable:
+        deliverable = Deliverable(name=name, path=str(path), sha256=sha256_file(path))
+        self.deliverables.append(deliverable)
+        return deliverable
+
+    def finish(self, status_detail: str = "", *, backend: str = "builtin") -> AgentReport:
+        texts = dict(zip(ITEM_KINDS, self.step.items))
+        verifications: list[Verification] = []
+        for kind in ITEM_KINDS[:3]:
+            passed, detail = self._verdicts.get(kind, (False, "no verdict was reached"))
+            if not passed:
+                self.block(f"{self.step.id}.{kind}: {detail}")
+            verifications.append(Verification(item_id=f"{self.step.id}.{kind}", kind=kind, text=texts[kind],
+                                              passed=passed, detail=detail, evidence=self._evidence[kind]))
+        # The report item: complete and honest, i.e. every failed item and blocker is listed.
+        outcome = {v.kind: v.passed for v in verifications}
+        summary = Evidence(kind="computed", source=f"{self.step.id} report",
+                           summary=f"items: {outcome}; blockers: {len(self.blocking_issues)}",
+                           data={"items": outcome, "blocking_issues": list(self.blocking_issues),
+                                 "deliverables": [d.name for d in self.deliverables]})
+        self._evidence["report"].append(summary)
+        complete = all(any(v.item_id in b for b in self.blocking_issues) for v in verifications if not v.passed)
+        report_passed = self._verdicts.get("report", (True, ""))[0] and complete
+        detail = status_detail or ("ready" if not self.blocking_issues else
+                                   f"{len(self.blocking_issues)} blocking issue(s) listed")
+        verifications.append(Verification(item_id=f"{self.step.id}.report", kind="report", text=texts["report"],
+                                          passed=report_passed, detail=detail, evidence=self._evidence["report"]))
+        failed = bool(self.blocking_issues) or not all(v.passed for v in verifications)
+        return AgentReport(
+            agent=self.step.agent, duty=self.step.duty, step_id=self.step.id, phase_id=self.phase.id,
+            status="failed" if failed else "passed", verifications=verifications,
+            deliverables=self.deliverables, findings=self.findings, blocking_issues=self.blocking_issues,
+            metrics=self.metrics, facts=self.facts, backend=backend, started_at=self.started_at,
+            finished_at=utcnow(), **self._meta,
+        )
