@@ -60,8 +60,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def check_argv(argv: list[str]) -> list[str]:
-    """Refuse a command that tries to reach a shell; return it unchanged otherwise."""
+def check_argv(argv: list[str], *, placeholders: bool = True) -> list[str]:
+    """Refuse a command that tries to reach a shell; return it unchanged otherwise.
+
+    ``placeholders=False`` skips the ``{name}`` check: a final, already substituted argv may hold
+    literal braces (``git cat-file -e SHA^{commit}``, a path with braces in a value).
+    """
     if not argv:
         raise ValueError("command must not be empty; give the program and its arguments as a list")
     program = Path(argv[0]).name
@@ -76,7 +80,7 @@ def check_argv(argv: list[str]) -> list[str]:
             raise ValueError(
                 f"element {index} {element!r} contains shell substitution; use a {{placeholder}} instead"
             )
-        for name in _PLACEHOLDER_RE.findall(element):
+        for name in _PLACEHOLDER_RE.findall(element) if placeholders else ():
             if name not in PLACEHOLDERS:
                 raise ValueError(
                     f"element {index} uses unknown placeholder {{{name}}}; known: "
@@ -397,6 +401,13 @@ class ReleaseSpec(_Model):
     @classmethod
     def _strategy_supported(cls, value: Strategy) -> Strategy:
         return require_supported_strategy(value)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_text(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)):
+            raise ValueError(f"{value!r} was read as a number; quote it in YAML, e.g. version: \"1.0.0\"")
+        return value
 
     @model_validator(mode="after")
     def _production_needs_gates(self) -> ReleaseSpec:

@@ -1,0 +1,38 @@
+# gendev-release: two commands do all setup on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOME_DIR ?= .gendev
+SPEC ?= dags/releases/demo.yaml
+
+.PHONY: venv demo test down clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	@echo "== 1/2: a good release (1.1.0) =="
+	$(VENV)/bin/gendev-release run $(SPEC) --home $(HOME_DIR) --set version=1.1.0
+	@echo
+	@echo "== 2/2: a broken release (1.2.0-broken): it must roll back to 1.1.0 =="
+	@$(VENV)/bin/gendev-release run $(SPEC) --home $(HOME_DIR) --set version=1.2.0-broken; \
+	  status=$$?; if [ $$status -ne 1 ]; then echo "expected exit 1 (rolled back), got $$status"; exit 1; fi
+	@echo
+	@echo "Reports and evidence: $(HOME_DIR)/evidence/release__demo/<run id>/release-report.md"
+	@echo "Notifications sent:   $(HOME_DIR)/notifications/demo.jsonl"
+	@echo "The demo service keeps running (router URL in $(HOME_DIR)/targets/demo/state.json)."
+	@echo "Stop it with:         make down   (or: $(VENV)/bin/gendev-release down $(SPEC) --home $(HOME_DIR))"
+
+down: venv
+	$(VENV)/bin/gendev-release down $(SPEC) --home $(HOME_DIR)
+
+test: venv
+	$(PY) -m pytest -q
+
+clean: down
+	rm -rf $(HOME_DIR)

@@ -1,0 +1,210 @@
+"""The ``gendev-release`` command line: validate, schema, graph, run, down.
+
+Exit codes: 0 success, 1 the release failed (aborted or rolled back), 2 invalid input. Errors are
+one line per problem (``FILE: field.path: message``), never a traceback.
+
+Airflow reads ``AIRFLOW_HOME`` when it is first imported, so ``run`` and ``down`` set up the
+environment before anything that imports Airflow is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+SETTABLE = ("version", "strategy", "dry_run")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too, but with our wording
+        self.print_usage(sys.stderr)
+        print(f"gendev-release: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gendev-release", description="Evidence-gated releases on Apache Airflow 3.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    validate = sub.add_parser("validate", help="check release specs; exit 2 with one line per problem")
+    validate.add_argument("specs", nargs="+", metavar="SPEC")
+    sub.add_parser("schema", help="print the release spec's JSON Schema")
+    graph = sub.add_parser("graph", help="show the phases, steps and failure branch a spec becomes")
+    graph.add_argument("spec", metavar="SPEC")
+    graph.add_argument("--json", action="store_true", help="machine-readable output")
+    run = sub.add_parser("run", help="run a release in-process on the embedded Airflow (SQLite)")
+    run.add_argument("spec", metavar="SPEC")
+    run.add_argument("--home", default=".gendev", help="state, evidence and Airflow home (default ./.gendev)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                     help=f"override a run parameter ({', '.join(SETTABLE)})")
+    run.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    down = sub.add_parser("down", help="stop the local target's processes")
+    down.add_argument("spec", metavar="SPEC")
+    down.add_argument("--home", default=".gendev")
+    return parser
+
+
+def _print_spec_error(exc: Exception) -> None:
+    from gendev_release.errors import SpecError
+
+    if isinstance(exc, SpecError):
+        for problem in exc.problems:
+            print(problem.render(exc.source))
+    else:
+        print(str(exc))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from gendev_release.errors import SpecError
+    from gendev_release.spec import load_spec
+
+    status = EXIT_OK
+    for path in args.specs:
+        try:
+            load_spec(path)
+        except SpecError as exc:
+            _print_spec_error(exc)
+            status = EXIT_INVALID
+        else:
+            print(f"{path}: ok")
+    return status
+
+
+def cmd_schema(_: argparse.Namespace) -> int:
+    from gendev_release.spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from gendev_release.errors import SpecError
+    from gendev_release.plan import graph_json, plan_release
+    from gendev_release.spec import load_spec
+
+    try:
+        plan = plan_release(load_spec(args.spec))
+    except SpecError as exc:
+        _print_spec_error(exc)
+        return EXIT_INVALID
+    graph = graph_json(plan)
+    if args.json:
+        print(json.dumps(graph))
+        return EXIT_OK
+    print(graph["dag_id"])
+    for phase in graph["phases"]:
+        print(f"  {phase['id']}: {phase['title']}")
+        for step in phase["steps"]:
+            print(f"    {step['task_id']}  [{step['agent']} / {step['duty']}]")
+        for sensor in phase["sensors"]:
+            print(f"    {sensor['task_id']}  [sensor]")
+    print("  on failure:")
+    for task in graph["failure_branch"]:
+        print(f"    {task['task_id']}  (trigger rule {task['trigger_rule']})")
+    return EXIT_OK
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    from gendev_release.errors import SpecError, SpecProblem
+
+    overrides: dict[str, Any] = {}
+    problems = []
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep:
+            problems.append(SpecProblem(pair, "expected NAME=VALUE"))
+        elif name not in SETTABLE:
+            problems.append(SpecProblem(name, f"cannot be set; settable: {', '.join(SETTABLE)}"))
+        elif name == "dry_run":
+            lowered = value.strip().lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                problems.append(SpecProblem(name, f"{value!r} is not a boolean; use true or false"))
+            else:
+                overrides[name] = lowered in {"true", "1", "yes"}
+        else:
+            overrides[name] = value.strip()
+    if problems:
+        raise SpecError("--set", problems)
+    return overrides
+
+
+def _prepare_environment(home: Path) -> None:
+    """Point an in-process, embedded Airflow (SQLite) at ``home`` before Airflow is imported."""
+    airflow_home = home / "airflow"
+    (airflow_home / "dags").mkdir(parents=True, exist_ok=True)
+    os.environ["GENDEV_HOME"] = str(home)
+    os.environ["AIRFLOW_HOME"] = str(airflow_home)
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(airflow_home / "dags")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{airflow_home / 'airflow.db'}"
+    os.environ.setdefault("AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES", r"airflow.* gendev_release.*")
+    os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(airflow_home / "logs")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    home = Path(args.home).resolve()
+    _prepare_environment(home)  # before the first Airflow import (the spec module imports it)
+    # Validate everything a user typed before the database is touched or anything is started.
+    from gendev_release.errors import SpecError
+    from gendev_release.spec import load_spec, run_params
+
+    try:
+        spec = load_spec(args.spec)
+        params = run_params(spec, _parse_overrides(args.overrides), source="--set")
+    except SpecError as exc:
+        _print_spec_error(exc)
+        return EXIT_INVALID
+    from gendev_release.runner import run_release
+
+    summary = run_release(spec, params, home, emit=lambda line: print(line, flush=True))
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    return EXIT_OK if summary["state"] == "success" else EXIT_FAILED
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    home = Path(args.home).resolve()
+    _prepare_environment(home)
+    from gendev_release.errors import SpecError
+    from gendev_release.spec import load_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as exc:
+        _print_spec_error(exc)
+        return EXIT_INVALID
+    from gendev_release.targets import make_target
+
+    stopped = make_target(spec, home).down()
+    for line in stopped:
+        print(f"stopped {line}")
+    if not stopped:
+        print(f"nothing running for {spec.service} under {home}")
+    return EXIT_OK
+
+
+COMMANDS = {"validate": cmd_validate, "schema": cmd_schema, "graph": cmd_graph, "run": cmd_run, "down": cmd_down}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # last line of defence: one clear line, the traceback only on request
+        if os.environ.get("GENDEV_DEBUG"):
+            raise
+        print(f"gendev-release: {type(exc).__name__}: {exc} (set GENDEV_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

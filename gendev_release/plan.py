@@ -1,0 +1,167 @@
+"""Step one of the factory: a release spec becomes a plan of plain task records.
+
+Nothing here imports Airflow, so the plan (task ids, phases, edges, trigger rules) is testable
+on its own; :mod:`gendev_release.render` turns it into a DAG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from gendev_release.catalogue import PHASES
+from gendev_release.spec import SEMVER_PATTERN, SUPPORTED_STRATEGIES, ReleaseSpec
+
+TaskKind = Literal["agent", "sensor", "control"]
+
+START_TASK = "start_release"
+GATE_TASK = "release_gate"
+DECIDE_TASK = "failure.decide"
+ABORT_TASK = "failure.abort"
+ROLLBACK_TASK = "failure.rollback"
+VERIFY_TASK = "failure.verify_restored"
+NOTIFY_TASK = "failure.notify"
+WATCHER_TASK = "release_outcome"
+HEALTH_SENSOR = "post_switch_health"
+
+# Trigger rules as plain strings (the values of airflow.sdk.TriggerRule).
+ALL_SUCCESS = "all_success"
+ALL_DONE = "all_done"
+ONE_FAILED = "one_failed"
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """One task of the release DAG. ``task_id`` is the full id (group prefix included)."""
+
+    task_id: str
+    kind: TaskKind
+    role: str
+    group: str | None = None
+    agent: str | None = None
+    duty: str | None = None
+    step_id: str | None = None
+    upstream: tuple[str, ...] = ()
+    trigger_rule: str = ALL_SUCCESS
+    moves_traffic: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class PlannedPhase:
+    id: str
+    number: int
+    title: str
+    deliverables: tuple[str, ...]
+    tasks: tuple[PlannedTask, ...]
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    dag_id: str
+    service: str
+    description: str
+    spec_data: dict[str, Any]
+    spec_path: str | None
+    start: PlannedTask
+    phases: tuple[PlannedPhase, ...]
+    gate: PlannedTask
+    failure_branch: tuple[PlannedTask, ...]
+    watcher: PlannedTask
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def all_tasks(self) -> list[PlannedTask]:
+        tasks = [self.start]
+        for phase in self.phases:
+            tasks.extend(phase.tasks)
+        return [*tasks, self.gate, *self.failure_branch, self.watcher]
+
+    def task(self, task_id: str) -> PlannedTask:
+        for task in self.all_tasks():
+            if task.task_id == task_id:
+                return task
+        raise KeyError(task_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _params(spec: ReleaseSpec) -> dict[str, dict[str, Any]]:
+    """JSON-schema of the trigger form (rendered to Airflow ``Param`` objects)."""
+    return {
+        "version": {"default": spec.version, "type": "string", "pattern": SEMVER_PATTERN,
+                    "title": "Version", "description_md": "Semantic version to release, e.g. `1.4.2`."},
+        "strategy": {"default": spec.strategy.value, "type": "string",
+                     "enum": [s.value for s in SUPPORTED_STRATEGIES], "title": "Strategy",
+                     "description_md": "Deployment strategy (canary, rolling and feature flags come later)."},
+        "dry_run": {"default": False, "type": "boolean", "title": "Dry run",
+                    "description_md": "Run phases 1-3 (checks, build, scans) and change nothing on the target."},
+    }
+
+
+def plan_release(spec: ReleaseSpec) -> ReleasePlan:
+    """Turn a validated spec into the release plan: seed phase order, failure branch, watcher."""
+    start = PlannedTask(START_TASK, "control", "start", doc="Validate the run's parameters and open the run record.")
+    previous = START_TASK
+    phases: list[PlannedPhase] = []
+    main_ids = [START_TASK]
+    for phase in PHASES:
+        tasks: list[PlannedTask] = []
+        for step in phase.steps:
+            task = PlannedTask(f"{phase.id}.{step.id}", "agent", "step", group=phase.id, agent=step.agent,
+                               duty=step.duty, step_id=step.id, upstream=(previous,),
+                               moves_traffic=step.moves_traffic, doc=step.title)
+            tasks.append(task)
+            previous = task.task_id
+            if step.moves_traffic:
+                sensor = PlannedTask(f"{phase.id}.{HEALTH_SENSOR}", "sensor", "health", group=phase.id,
+                                     upstream=(previous,),
+                                     doc="Wait (deferred) until every health check passes through the router.")
+                tasks.append(sensor)
+                previous = sensor.task_id
+        main_ids.extend(t.task_id for t in tasks)
+        phases.append(PlannedPhase(phase.id, phase.number, phase.title, phase.deliverables, tuple(tasks)))
+    gate = PlannedTask(GATE_TASK, "control", "gate", upstream=(previous,),
+                       doc="All phases passed: write the release report and record the release.")
+    main_ids.append(GATE_TASK)
+    failure = (
+        PlannedTask(DECIDE_TASK, "control", "decide", group="failure", upstream=tuple(main_ids),
+                    trigger_rule=ONE_FAILED, doc="A step failed: roll back if traffic moved, else abort."),
+        PlannedTask(ABORT_TASK, "control", "abort", group="failure", upstream=(DECIDE_TASK,),
+                    doc="Failure before traffic moved: discard the staged slot; nothing is rolled back."),
+        PlannedTask(ROLLBACK_TASK, "control", "rollback", group="failure", upstream=(DECIDE_TASK,),
+                    doc="Failure after traffic moved: switch back to the previous slot."),
+        PlannedTask(VERIFY_TASK, "control", "verify_restored", group="failure", upstream=(ROLLBACK_TASK,),
+                    doc="The restored version answers every health check."),
+        PlannedTask(NOTIFY_TASK, "control", "notify", group="failure", upstream=(ABORT_TASK, VERIFY_TASK),
+                    trigger_rule=ALL_DONE, doc="Tell stakeholders what failed and what was done."),
+    )
+    watcher = PlannedTask(WATCHER_TASK, "control", "watcher", upstream=(*main_ids, NOTIFY_TASK),
+                          trigger_rule=ALL_DONE,
+                          doc="Close the run record; the run ends failed whenever a step failed.")
+    return ReleasePlan(
+        dag_id=spec.dag_id, service=spec.service, description=spec.description or f"Release of {spec.service}",
+        spec_data=spec.model_dump(mode="json"), spec_path=str(spec.source) if spec.source else None,
+        start=start, phases=tuple(phases), gate=gate, failure_branch=failure, watcher=watcher,
+        params=_params(spec),
+    )
+
+
+def graph_json(plan: ReleasePlan) -> dict[str, Any]:
+    """The ``gendev-release graph --json`` contract."""
+    return {
+        "dag_id": plan.dag_id,
+        "phases": [
+            {
+                "id": phase.id,
+                "title": phase.title,
+                "steps": [{"task_id": t.task_id, "agent": t.agent, "duty": t.duty}
+                          for t in phase.tasks if t.kind == "agent"],
+                "sensors": [{"task_id": t.task_id, "upstream": list(t.upstream)}
+                            for t in phase.tasks if t.kind == "sensor"],
+            }
+            for phase in plan.phases
+        ],
+        "failure_branch": [{"task_id": t.task_id, "trigger_rule": t.trigger_rule, "upstream": list(t.upstream)}
+                           for t in (*plan.failure_branch, plan.watcher)],
+    }

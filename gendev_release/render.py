@@ -1,0 +1,91 @@
+"""Step two of the factory: render a :class:`ReleasePlan` into an Airflow DAG.
+
+Parse-time work only: no network, subprocess or database here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.sdk import DAG, BaseOperator, Param, TaskGroup
+
+from gendev_release.operators import AGENT_OPERATORS
+from gendev_release.operators.release_control import (
+    AbortReleaseOperator,
+    FailureDecisionOperator,
+    FailureNotifyOperator,
+    ReleaseGateOperator,
+    ReleaseOutcomeOperator,
+    RollbackOperator,
+    StartReleaseOperator,
+    VerifyRestoredOperator,
+)
+from gendev_release.plan import ABORT_TASK, ROLLBACK_TASK, PlannedTask, ReleasePlan, plan_release
+from gendev_release.sensors.health import HealthCheckSensor
+from gendev_release.spec import ReleaseSpec
+
+_CONTROL = {
+    "start": StartReleaseOperator,
+    "gate": ReleaseGateOperator,
+    "abort": AbortReleaseOperator,
+    "rollback": RollbackOperator,
+    "verify_restored": VerifyRestoredOperator,
+    "notify": FailureNotifyOperator,
+    "watcher": ReleaseOutcomeOperator,
+}
+
+
+def _local_id(task: PlannedTask) -> str:
+    return task.task_id.split(".", 1)[1] if task.group else task.task_id
+
+
+def _operator(plan: ReleasePlan, task: PlannedTask) -> BaseOperator:
+    common: dict[str, Any] = {"task_id": _local_id(task), "spec_data": plan.spec_data, "spec_path": plan.spec_path,
+                              "trigger_rule": task.trigger_rule, "doc_md": task.doc}
+    if task.kind == "agent":
+        return AGENT_OPERATORS[task.agent or ""](step_id=task.step_id or "", **common)
+    if task.kind == "sensor":
+        return HealthCheckSensor(**common)
+    if task.role == "decide":
+        return FailureDecisionOperator(rollback_task_id=ROLLBACK_TASK, abort_task_id=ABORT_TASK, **common)
+    return _CONTROL[task.role](**common)
+
+
+def render(plan: ReleasePlan, *, dag_kwargs: dict[str, Any] | None = None) -> DAG:
+    """Build the DAG: one TaskGroup per phase in seed order, the failure branch and the watcher."""
+    kwargs: dict[str, Any] = {
+        "dag_id": plan.dag_id,
+        "description": plan.description,
+        "schedule": None,
+        "start_date": datetime(2024, 1, 1, tzinfo=timezone.utc),
+        "catchup": False,
+        "max_active_runs": 1,
+        "tags": ["gendev-release", f"service:{plan.service}"],
+        "params": {name: Param(**schema) for name, schema in plan.params.items()},
+        "doc_md": f"Release of **{plan.service}** from `{plan.spec_path or 'an in-memory spec'}`.",
+        "default_args": {"retries": 0, "owner": "gendev-release"},
+    }
+    kwargs.update(dag_kwargs or {})
+    operators: dict[str, BaseOperator] = {}
+    with DAG(**kwargs) as dag:
+        operators[plan.start.task_id] = _operator(plan, plan.start)
+        for phase in plan.phases:
+            with TaskGroup(phase.id, tooltip=f"Phase {phase.number}: {phase.title}",
+                           group_display_name=f"{phase.number}. {phase.title}"):
+                for task in phase.tasks:
+                    operators[task.task_id] = _operator(plan, task)
+        operators[plan.gate.task_id] = _operator(plan, plan.gate)
+        with TaskGroup("failure", tooltip="Abort or roll back, verify, notify", group_display_name="On failure"):
+            for task in plan.failure_branch:
+                operators[task.task_id] = _operator(plan, task)
+        operators[plan.watcher.task_id] = _operator(plan, plan.watcher)
+        for task in plan.all_tasks():
+            for upstream in task.upstream:
+                operators[upstream] >> operators[task.task_id]
+    return dag
+
+
+def build_release_dag(spec: ReleaseSpec, **dag_kwargs: Any) -> DAG:
+    """The factory: ``render(plan_release(spec))``."""
+    return render(plan_release(spec), dag_kwargs=dag_kwargs)

@@ -1,0 +1,1 @@
+"""The Airflow plugin of gendev-release (registered through the ``airflow.plugins`` entry point)."""

@@ -1,0 +1,29 @@
+"""``GendevReleasePlugin``: registered once, through the ``airflow.plugins`` entry point.
+
+Never copy this module into ``$AIRFLOW_HOME/plugins``: a plugin registered twice is skipped in
+core and silently drops other plugins on workers. Today it contributes macros; the release
+timetable, the Releases view and listeners join it in later issues (ROADMAP 3).
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+
+def gendev_home() -> str:
+    """``{{ macros.gendev_release.gendev_home() }}``: where state and evidence of releases live."""
+    from gendev_release.context import gendev_home as _home
+
+    return str(_home())
+
+
+def evidence_dir(dag_id: str, run_id: str) -> str:
+    """``{{ macros.gendev_release.evidence_dir(dag.dag_id, run_id) }}``: one run's evidence folder."""
+    from gendev_release.context import RunPaths, gendev_home as _home
+
+    return str(RunPaths(home=_home(), dag_id=dag_id, run_id=run_id).evidence_dir)
+
+
+class GendevReleasePlugin(AirflowPlugin):
+    name = "gendev_release"
+    macros = [gendev_home, evidence_dir]
