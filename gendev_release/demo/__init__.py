@@ -1,0 +1,1 @@
+"""The demo HTTP service and the loopback router the ``local`` target runs it behind."""
