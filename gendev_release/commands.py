@@ -50,13 +50,15 @@ def substitute(argv: list[str], values: dict[str, str]) -> list[str]:
 def run_command(argv: list[str], *, cwd: Path, timeout: float = 600.0,
                 env: dict[str, str] | None = None) -> CommandResult:
     """Run an argv list (no shell) and capture its exit code and output tails."""
-    check_argv(argv)
+    check_argv(argv, placeholders=False)  # a final argv: literal braces are data, not placeholders
     started = time.monotonic()
     full_env = {**os.environ, **(env or {})}
     try:
         proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                               env=full_env, stdin=subprocess.DEVNULL, check=False)
     except FileNotFoundError as exc:
+        if not Path(cwd).is_dir():  # subprocess reports a missing cwd as FileNotFoundError too
+            return CommandResult(argv, 127, "", f"working directory not found: {cwd}", time.monotonic() - started)
         return CommandResult(argv, 127, "", f"program not found: {exc.filename}", time.monotonic() - started)
     except PermissionError as exc:
         return CommandResult(argv, 126, "", f"not executable: {exc}", time.monotonic() - started)

@@ -179,9 +179,12 @@ class ReportBuilder:
                                  "deliverables": [d.name for d in self.deliverables]})
         self._evidence["report"].append(summary)
         complete = all(any(v.item_id in b for b in self.blocking_issues) for v in verifications if not v.passed)
-        report_passed = self._verdicts.get("report", (True, ""))[0] and complete
+        report_verdict, report_detail = self._verdicts.get("report", (True, ""))
+        report_passed = report_verdict and complete
         detail = status_detail or ("ready" if not self.blocking_issues else
                                    f"{len(self.blocking_issues)} blocking issue(s) listed")
+        if not report_verdict:  # an explicit failure of the report item keeps its reason
+            detail = report_detail or "the report item failed"
         verifications.append(Verification(item_id=f"{self.step.id}.report", kind="report", text=texts["report"],
                                           passed=report_passed, detail=detail, evidence=self._evidence["report"]))
         failed = bool(self.blocking_issues) or not all(v.passed for v in verifications)

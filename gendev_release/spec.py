@@ -41,6 +41,8 @@ PLACEHOLDERS = frozenset({"python", "version", "previous_version", "service", "w
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "csh", "tcsh", "fish", "cmd", "cmd.exe",
                      "powershell", "pwsh"})
+_EXEC_WRAPPERS = frozenset({"env", "timeout", "nice", "nohup", "sudo", "doas", "xargs", "stdbuf", "setsid",
+                            "exec", "command", "chroot", "unshare", "runuser", "su"})
 _SHELL_OPERATORS = frozenset({";", "&&", "||", "|", ">", ">>", "<", "<<", "&", "|&"})
 _SHELL_SUBST = ("$(", "`", "${")
 
@@ -70,9 +72,12 @@ def check_argv(argv: list[str], *, placeholders: bool = True) -> list[str]:
         raise ValueError("command must not be empty; give the program and its arguments as a list")
     program = Path(argv[0]).name
     if program in _SHELLS:
-        raise ValueError(
-            f"command runs the shell {argv[0]!r}; give the program and its arguments directly"
-        )
+        raise ValueError(f"command runs the shell {argv[0]!r}; give the program and its arguments directly")
+    if program in _EXEC_WRAPPERS:  # env sh -c ..., timeout 5 bash ...: the wrapper would start a shell
+        for position, element in enumerate(argv[1:], start=1):
+            if Path(element).name in _SHELLS:
+                raise ValueError(f"element {position} {element!r} runs a shell through {program!r}; "
+                                 "give the program and its arguments directly")
     for index, element in enumerate(argv):
         if element.strip() in _SHELL_OPERATORS:
             raise ValueError(f"element {index} {element!r} is shell syntax; commands never run in a shell")
@@ -144,7 +149,7 @@ class QualityGates(_Model):
         for gate in self.weaker_than_seed():
             if gate not in waived:
                 raise ValueError(
-                    f"{gate}={getattr(self, gate):g} is weaker than the seed's minimum "
+                    f"@{gate}: {gate}={getattr(self, gate):g} is weaker than the seed's minimum "
                     f"{SEED_MINIMUMS[gate]:g}; add a waiver with gate: {gate}, a reason and approved_by"
                 )
         return self
@@ -413,7 +418,7 @@ class ReleaseSpec(_Model):
     def _production_needs_gates(self) -> ReleaseSpec:
         if self.environment == "production" and (self.approvals is None or self.change_window is None):
             missing = [name for name in ("approvals", "change_window") if getattr(self, name) is None]
-            raise ValueError(f"production releases need {' and '.join(missing)}")
+            raise ValueError(f"@{missing[0]}: production releases need {' and '.join(missing)}")
         return self
 
     @model_validator(mode="after")
@@ -421,7 +426,7 @@ class ReleaseSpec(_Model):
         names = {check.name for check in self.health.checks}
         for name in self.blue_green.pre_switch_checks or []:
             if name not in names:
-                raise ValueError(f"blue_green.pre_switch_checks names {name!r}, which is not in health.checks "
+                raise ValueError(f"@blue_green.pre_switch_checks: names {name!r}, which is not in health.checks "
                                  f"({', '.join(sorted(names))})")
         return self
 
@@ -469,6 +474,9 @@ def _problems(exc: ValidationError) -> list[SpecProblem]:
             message = "required field is missing"
         elif error["type"] == "string_pattern_mismatch":
             message = _pattern_message(error.get("input"), error.get("ctx", {}).get("pattern", ""))
+        if message.startswith("@") and ": " in message:  # a cross-field rule naming its field
+            sub, message = message[1:].split(": ", 1)
+            field = sub if field == "(top level)" else f"{field}.{sub}"
         problems.append(SpecProblem(field, message))
     return problems
 
@@ -495,6 +503,24 @@ def parse_spec(data: Any, source: str = "<spec>", path: Path | None = None) -> R
     return spec
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: the second one would silently win."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (the later value would silently win)", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def load_spec(path: str | Path) -> ReleaseSpec:
     """Load and validate a release spec file."""
     path = Path(path)
@@ -506,7 +532,7 @@ def load_spec(path: str | Path) -> ReleaseSpec:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(source, [SpecProblem("(file)", f"cannot read: {exc}")]) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
