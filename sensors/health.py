@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, Context, conf
+from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from gendev_release.errors import GateFailed
@@ -49,13 +49,13 @@ class HealthCheckSensor(ReleaseOperatorMixin, BaseSensorOperator):
     :param spec_data: the release spec as JSON.
     :param spec_path: the spec file.
     :param deferrable: defer to :class:`~gendev_release.sensors.triggers.HealthCheckTrigger` (default
-        ``[operators] default_deferrable``, and True when unset).
+        True: waiting for health must never hold a worker slot).
     """
 
     ui_color = "#e6f4ea"
 
     def __init__(self, *, spec_data: dict[str, Any], spec_path: str | None = None,
-                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
+                 deferrable: bool = True,
                  **kwargs: Any) -> None:
         kwargs.setdefault("poke_interval", 1.0)
         super().__init__(**kwargs)
