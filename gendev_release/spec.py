@@ -276,6 +276,9 @@ class BackupInputs(_Model):
 class RiskInputs(_Model):
     repo: str = Field(".", description="git repository holding the service's history (relative to the spec).")
     max_commits: int = Field(200, ge=1, le=100000)
+    paths: list[str] = Field(default_factory=list,
+                             description="Limit the change set to these paths (git pathspecs, relative to the repo "
+                                         "root): the service's own folders in a monorepo.")
     sensitive_paths: list[str] = Field(
         default_factory=lambda: ["migrations/*", "*/migrations/*", "infra/*", "*.tf", "*.sql", "Dockerfile",
                                  "docker-compose.yml", "*requirements*.txt", "*.lock", "pyproject.toml"],

@@ -1,0 +1,431 @@
+"""Phase 4, environment configuration: infrastructure provisioning and security hardening.
+
+``provisioning`` (iac-automation-engineer) reads the IaC files, writes the target's own plan as a
+Terraform-plan-shaped manifest, runs the spec's plan/apply commands, stages the new version on the
+idle slot (no traffic) and checks that a re-plan shows no drift. Deletes are flagged; deletes in
+the ``plan_command``'s Terraform plan block the release.
+
+``hardening`` (security-architect) scans the config files for plaintext secrets (verify, always),
+then runs every required control and computes the compliance level (check).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import ssl
+import stat
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from gendev_release import probes
+from gendev_release.commands import run_command
+from gendev_release.duties.base import duty
+from gendev_release.duties.preparation import command_values, record_input_file, substitute_command
+from gendev_release.report import Evidence, ReportBuilder
+from gendev_release.targets.base import ResourceChange
+
+if TYPE_CHECKING:
+    from gendev_release.context import DutyContext
+
+
+# ----------------------------------------------------------------------------------- provisioning
+class PlanFormatError(ValueError):
+    """A plan is not shaped like Terraform's ``resource_changes``."""
+
+
+def parse_plan_changes(data: Any) -> list[ResourceChange]:
+    """Read ``resource_changes`` from Terraform plan JSON (``terraform show -json``) or our manifest."""
+    if not isinstance(data, dict) or not isinstance(data.get("resource_changes"), list):
+        raise PlanFormatError("no 'resource_changes' list")
+    changes = []
+    for index, entry in enumerate(data["resource_changes"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("address"), str):
+            raise PlanFormatError(f"resource_changes[{index}] has no 'address'")
+        change = entry.get("change")
+        actions = change.get("actions") if isinstance(change, dict) else None
+        if not isinstance(change, dict) or not isinstance(actions, list) or not actions \
+                or not all(isinstance(a, str) for a in actions):
+            raise PlanFormatError(f"resource_changes[{index}] ({entry['address']}) has no change.actions list")
+        changes.append(ResourceChange(entry["address"], tuple(actions), change.get("before"), change.get("after")))
+    return changes
+
+
+def summarize_changes(changes: list[ResourceChange]) -> dict[str, Any]:
+    counts = Counter("/".join(c.actions) for c in changes)
+    return {"total": len(changes), "by_action": dict(sorted(counts.items())),
+            "destructive": [f"{c.address} ({'/'.join(c.actions)})" for c in changes if c.destructive]}
+
+
+def pending_changes(changes: list[ResourceChange]) -> list[ResourceChange]:
+    """Changes that are not no-ops (a re-plan after apply must have none)."""
+    return [c for c in changes if tuple(c.actions) not in (("no-op",), ("read",))]
+
+
+@duty("provisioning")
+def provisioning(ctx: DutyContext, report: ReportBuilder) -> None:
+    spec, infra = ctx.spec, ctx.spec.infrastructure
+    # read: IaC files, the target manifest (written, then read back)
+    problems = [p for f in infra.files if (p := record_input_file(report, "read", spec.resolve(f),
+                                                                  "infrastructure.files"))]
+    planned: list[ResourceChange] | None = None
+    try:
+        planned = list(ctx.target.plan(ctx.version))
+    except Exception as exc:
+        problems.append(f"target plan for {ctx.version} failed: {type(exc).__name__}: {exc}")
+    if planned is not None:
+        manifest = ctx.paths.workdir / "infra" / f"{ctx.target.kind}-target.json"
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(json.dumps({
+            "format_version": "1.2", "target": {"kind": ctx.target.kind, "service": spec.service},
+            "version": ctx.version, "run_id": ctx.run_id,
+            "resource_changes": [c.as_dict() for c in planned]}, indent=2, default=str), encoding="utf-8")
+        try:
+            reread = parse_plan_changes(json.loads(manifest.read_text(encoding="utf-8")))
+        except (ValueError, PlanFormatError) as exc:
+            problems.append(f"target manifest {manifest} does not read back: {exc}")
+        else:
+            report.evidence("read", Evidence.file(manifest, summary=f"target manifest: {len(reread)} planned change(s)",
+                                                  **summarize_changes(reread)))
+            report.deliver("target manifest", manifest)
+            if len(reread) != len(planned):
+                problems.append(f"target manifest {manifest} holds {len(reread)} changes, planned {len(planned)}")
+    report.verdict("read", not problems, "; ".join(problems) or
+                   f"{len(infra.files)} IaC file(s) and the {ctx.target.kind} target manifest read")
+
+    # verify: the plan (the spec's plan command, else the target's own plan)
+    command_plan: list[ResourceChange] | None = None
+    values = command_values(ctx)
+    if infra.plan_command:
+        command_plan, problem = _run_plan_command(ctx, report, list(infra.plan_command), values)
+        report.verdict("verify", problem is None, problem or
+                       ("plan command exited 0" + (f"; {len(command_plan)} resource change(s)"
+                                                   if command_plan is not None else "")))
+    elif planned is not None:
+        summary = summarize_changes(planned)
+        report.evidence("verify", Evidence(kind="target", source=f"{ctx.target.kind} target plan({ctx.version})",
+                                           summary=f"{summary['total']} change(s): {summary['by_action']}",
+                                           data={**summary, "resource_changes": [c.as_dict() for c in planned]}))
+        report.verdict("verify", True, f"no plan_command: the {ctx.target.kind} target's plan has "
+                                       f"{summary['total']} change(s) {summary['by_action']}")
+    else:
+        report.fail("verify", "no plan: infrastructure.plan_command is not set and the target plan failed")
+
+    for change in [*(planned or []), *(command_plan or [])]:
+        if change.destructive:
+            report.findings.append(f"destructive change planned: {change.address} ({'/'.join(change.actions)})")
+    for change in command_plan or []:
+        if change.destructive:
+            report.block(f"plan_command plan deletes {change.address} ({'/'.join(change.actions)}): "
+                         "review and apply it outside the release")
+
+    # check: apply, stage the new version (no traffic), no drift afterwards
+    report.verdict("check", *_apply_and_stage(ctx, report, values))
+    report.facts["planned_changes"] = summarize_changes(planned or [])
+
+
+def _run_plan_command(ctx: DutyContext, report: ReportBuilder, template: list[str],
+                      values: dict[str, str]) -> tuple[list[ResourceChange] | None, str | None]:
+    argv, problem = substitute_command(template, values)
+    if argv is None:
+        return None, f"infrastructure.plan_command: {problem}"
+    result = run_command(argv, cwd=ctx.spec.spec_dir)
+    report.evidence("verify", result.evidence())
+    if not result.ok:
+        return None, f"plan command exited {result.exit_code}: {(result.stderr.strip().splitlines() or [''])[-1]}"
+    text = result.stdout.strip()
+    if not text.startswith("{"):
+        return None, None  # a check-style command (terraform validate, a linter): its exit code is the evidence
+    try:
+        changes = parse_plan_changes(json.loads(text))
+    except ValueError as exc:  # includes PlanFormatError and JSON errors (e.g. output cut off)
+        return None, f"plan command printed JSON that is not a Terraform plan: {exc}"
+    summary = summarize_changes(changes)
+    report.evidence("verify", Evidence(kind="computed", source="plan_command resource_changes",
+                                       summary=f"{summary['total']} change(s): {summary['by_action']}", data=summary))
+    report.facts["command_plan"] = summary
+    return changes, None
+
+
+def _apply_and_stage(ctx: DutyContext, report: ReportBuilder, values: dict[str, str]) -> tuple[bool, str]:
+    infra = ctx.spec.infrastructure
+    if infra.apply_command:
+        argv, problem = substitute_command(list(infra.apply_command), values)
+        if argv is None:
+            return False, f"infrastructure.apply_command: {problem}"
+        result = run_command(argv, cwd=ctx.spec.spec_dir)
+        report.evidence("check", result.evidence())
+        if not result.ok:
+            return False, (f"apply command exited {result.exit_code}: "
+                           f"{(result.stderr.strip().splitlines() or [''])[-1]}; nothing was staged")
+    try:
+        slot = ctx.target.stage(ctx.version, ctx.run_id)
+    except Exception as exc:
+        return False, f"staging {ctx.version} failed: {type(exc).__name__}: {exc}"
+    report.evidence("check", Evidence(kind="target", source=f"{ctx.target.kind} target stage({ctx.version})",
+                                      summary=f"{ctx.version} staged on slot {slot.slot} at {slot.url} (no traffic)",
+                                      data=slot.as_dict()))
+    report.facts["staged"] = slot.as_dict()
+    if slot.version != ctx.version:
+        return False, f"staged slot {slot.slot} runs {slot.version}, expected {ctx.version}"
+    try:
+        replan = list(ctx.target.plan(ctx.version))
+    except Exception as exc:
+        return False, f"re-plan after staging failed: {type(exc).__name__}: {exc}"
+    drift = pending_changes(replan)
+    report.evidence("check", Evidence(kind="target", source=f"{ctx.target.kind} target plan({ctx.version}) after apply",
+                                      summary=f"{len(drift)} pending change(s) after apply",
+                                      data={"resource_changes": [c.as_dict() for c in replan]}))
+    if drift:
+        return False, "drift after apply: " + ", ".join(f"{c.address} ({'/'.join(c.actions)})" for c in drift)
+    return True, f"{ctx.version} staged on slot {slot.slot} ({slot.url}); re-plan shows no drift"
+
+
+# -------------------------------------------------------------------------------------- hardening
+#: Patterns whose match is a secret wherever it appears.
+SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("private_key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
+    ("aws_access_key_id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("github_token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b")),
+    ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("url_credentials", re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]+:[^\s/@]+@")),
+)
+#: ``key = value`` where the key names a secret.
+_ASSIGNMENT_RE = re.compile(
+    r"""(?ix)(?<![a-z0-9_.-])
+    (?P<key>[a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key
+                         |credentials?|auth)[a-z0-9_.-]*)
+    ["']?\s*[:=]\s*(?P<value>"[^"]*"|'[^']*'|[^\s#,;]+)""")
+#: Keys that name a secret's *reference* or a setting about it, never the secret itself.
+_REFERENCE_KEY_SUFFIXES = ("conn_id", "connection", "conn", "_file", "_path", "_env", "_var", "_name", "_id",
+                           "_ref", "_url", "_ttl", "_length", "_len", "_timeout", "_seconds", "_expiry",
+                           "_enabled", "_required", "_header", "_type")
+_REFERENCE_VALUE_RE = re.compile(r"^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\{\{.*\}\}|%\(.*\)s|<[^>]*>|!\S+)$")
+_HARMLESS_VALUES = frozenset({"", "none", "null", "nil", "true", "false", "yes", "no", "~"})
+_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")  # base64 padding, but "=" also separates key=value
+ENTROPY_THRESHOLD = 4.0
+
+
+def shannon_entropy(text: str) -> float:
+    if not text:
+        return 0.0
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+@dataclass(frozen=True)
+class SecretHit:
+    file: str
+    line: int
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} ({self.rule})"
+
+
+def scan_secrets(text: str, filename: str) -> list[SecretHit]:
+    """Find plaintext secrets; a hit names file, line and rule, never the secret itself.
+
+    Rules: known token shapes and private-key headers (:data:`SECRET_PATTERNS`); assignments to a
+    key naming a password/token/secret/key unless the value is empty or a reference (``${VAR}``,
+    ``{{ var }}``) or the key names a reference (``*_CONN_ID``, ``*_FILE``, ...); and any token of
+    20+ characters with Shannon entropy above :data:`ENTROPY_THRESHOLD` bits per character.
+    """
+    hits: list[SecretHit] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        rules = [name for name, pattern in SECRET_PATTERNS if pattern.search(line)]
+        stripped = line.strip()
+        if not stripped.startswith(("#", "//", ";")):
+            for match in _ASSIGNMENT_RE.finditer(line):
+                key = match["key"].lower()
+                value = match["value"].strip("\"'")
+                if key.endswith(_REFERENCE_KEY_SUFFIXES) or value.lower() in _HARMLESS_VALUES \
+                        or _REFERENCE_VALUE_RE.match(value):
+                    continue
+                rules.append(f"assignment to {match['key']}")
+        for token in _TOKEN_RE.findall(line):
+            if shannon_entropy(token) > ENTROPY_THRESHOLD:
+                rules.append(f"high-entropy string ({len(token)} chars)")
+                break
+        hits.extend(SecretHit(filename, number, rule) for rule in dict.fromkeys(rules))
+    return hits
+
+
+def writable_by_others(mode: int) -> list[str]:
+    """Which of group/world may write a file with this mode."""
+    return [who for who, bit in (("group", stat.S_IWGRP), ("world", stat.S_IWOTH)) if mode & bit]
+
+
+def tls_days_remaining(url: str, timeout: float = 5.0) -> float:
+    """Days until the certificate served at an https URL expires (verified against the system CAs)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+    context = ssl.create_default_context()
+    with socket.create_connection((host, port), timeout=timeout) as sock, \
+            context.wrap_socket(sock, server_hostname=host) as tls:
+        cert = tls.getpeercert()
+    not_after = (cert or {}).get("notAfter")
+    if not isinstance(not_after, str):
+        raise ValueError(f"{url} sent a certificate without notAfter")
+    expires = ssl.cert_time_to_seconds(not_after)
+    return (expires - datetime.now(timezone.utc).timestamp()) / 86400.0
+
+
+@dataclass
+class ControlResult:
+    name: str
+    passed: bool
+    detail: str
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+def _control_secrets(files: list[Path]) -> ControlResult:
+    hits: list[SecretHit] = []
+    evidence: list[Evidence] = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            return ControlResult("no_plaintext_secrets", False, f"cannot read {path}: {exc}", evidence)
+        found = scan_secrets(text, path.name)
+        hits.extend(found)
+        evidence.append(Evidence(kind="computed", source=str(path), summary=f"secret scan: {len(found)} hit(s)",
+                                 data={"hits": [str(h) for h in found], "lines": len(text.splitlines())}))
+    if hits:
+        return ControlResult("no_plaintext_secrets", False,
+                             "plaintext secret(s) at " + ", ".join(str(h) for h in hits), evidence)
+    return ControlResult("no_plaintext_secrets", True, f"no secrets in {len(files)} config file(s)", evidence)
+
+
+def _control_permissions(files: list[Path]) -> ControlResult:
+    modes, problems = {}, []
+    for path in files:
+        mode = path.stat().st_mode
+        modes[str(path)] = oct(stat.S_IMODE(mode))
+        who = writable_by_others(mode)
+        if who:
+            problems.append(f"{path.name} mode {oct(stat.S_IMODE(mode))} is writable by {' and '.join(who)}")
+    evidence = [Evidence(kind="computed", source="stat(config_files)", summary=f"{len(modes)} file mode(s)",
+                         data={"modes": modes, "uid": os.getuid() if hasattr(os, "getuid") else None})]
+    return ControlResult("config_permissions", not problems, "; ".join(problems) or
+                         "no config file is group- or world-writable", evidence)
+
+
+def _staged_url(ctx: DutyContext) -> str | None:
+    provisioning_report = ctx.earlier("provisioning")
+    staged = provisioning_report.facts.get("staged") if provisioning_report else None
+    return staged.get("url") if isinstance(staged, dict) else None
+
+
+def _control_headers(ctx: DutyContext) -> ControlResult:
+    url = _staged_url(ctx)
+    if not url:
+        return ControlResult("security_headers", False,
+                             "no staged slot URL: the provisioning report has no facts.staged.url")
+    answer = probes.http_get(url.rstrip("/") + "/healthz")
+    evidence = [answer.evidence()]
+    if answer.status is None:
+        return ControlResult("security_headers", False, f"{answer.url} did not answer: {answer.error}", evidence)
+    required = list(ctx.spec.security.required_headers)
+    missing = [h for h in required if h.lower() not in answer.headers]
+    return ControlResult("security_headers", not missing,
+                         f"{answer.url} lacks header(s) {', '.join(missing)}" if missing
+                         else f"{answer.url} sends {', '.join(required)}", evidence)
+
+
+def _control_tls(ctx: DutyContext) -> ControlResult:
+    urls = [u for u in (_staged_url(ctx), _safe_url(ctx)) if u and u.startswith("https://")]
+    evidence = [Evidence(kind="computed", source="https endpoints", summary=f"{len(urls)} https endpoint(s)",
+                         data={"urls": urls})]
+    if not urls:
+        return ControlResult("tls_certificate", False, "no https endpoint to check (the target serves plain http)",
+                             evidence)
+    minimum = ctx.spec.security.tls_min_days
+    problems = []
+    for url in dict.fromkeys(urls):
+        try:
+            days = tls_days_remaining(url)
+        except (OSError, ssl.SSLError, ValueError, KeyError) as exc:
+            problems.append(f"{url}: TLS handshake failed: {exc}")
+            continue
+        evidence.append(Evidence(kind="http", source=url, summary=f"certificate valid {days:.1f} more day(s)",
+                                 data={"days_remaining": round(days, 2), "min_days": minimum}))
+        if days < minimum:
+            problems.append(f"{url}: certificate expires in {days:.1f} days, under security.tls_min_days={minimum}")
+    return ControlResult("tls_certificate", not problems, "; ".join(problems) or
+                         f"certificates valid for at least {minimum} days", evidence)
+
+
+def _safe_url(ctx: DutyContext) -> str | None:
+    try:
+        return ctx.target.url()
+    except Exception:
+        return None
+
+
+@duty("hardening")
+def hardening(ctx: DutyContext, report: ReportBuilder) -> None:
+    security = ctx.spec.security
+    required = list(dict.fromkeys(security.required_controls))
+    # read: config files and the required controls
+    files = [ctx.spec.resolve(f) for f in security.config_files]
+    problems = [p for path in files if (p := record_input_file(report, "read", path, "security.config_files"))]
+    report.evidence("read", Evidence(kind="computed", source="security.required_controls",
+                                     summary=f"required: {', '.join(required)}",
+                                     data={"required_controls": required,
+                                           "required_headers": list(security.required_headers),
+                                           "min_compliance_pct": security.min_compliance_pct}))
+    report.verdict("read", not problems, "; ".join(problems) or
+                   f"{len(files)} config file(s) read; {len(required)} control(s) required")
+    existing = [p for p in files if p.is_file()]
+
+    # verify: no plaintext secrets (always scanned), TLS where https (when required)
+    results: dict[str, ControlResult] = {"no_plaintext_secrets": _control_secrets(existing)}
+    if "tls_certificate" in required:
+        results["tls_certificate"] = _control_tls(ctx)
+    verify_controls = [results[name] for name in ("no_plaintext_secrets", "tls_certificate") if name in results]
+    for result in verify_controls:
+        for evidence in result.evidence:
+            report.evidence("verify", evidence)
+    failed = [r for r in verify_controls if not r.passed]
+    report.verdict("verify", not failed and not problems,
+                   "; ".join([*(f"{r.name}: {r.detail}" for r in failed),
+                              *(["config files missing: " + "; ".join(problems)] if problems else [])])
+                   or "; ".join(f"{r.name}: {r.detail}" for r in verify_controls))
+
+    # check: the other required controls, then the compliance level
+    if "config_permissions" in required:
+        results["config_permissions"] = _control_permissions(existing)
+    if "security_headers" in required:
+        results["security_headers"] = _control_headers(ctx)
+    for name in ("config_permissions", "security_headers"):
+        if name in results:
+            for evidence in results[name].evidence:
+                report.evidence("check", evidence)
+    passed = [name for name in required if results[name].passed]
+    # a missing config file was never scanned: the file controls cannot count as passed
+    if problems:
+        passed = [name for name in passed if name not in ("no_plaintext_secrets", "config_permissions")]
+    compliance = round(100.0 * len(passed) / len(required), 1)
+    report.metrics["compliance_pct"] = compliance
+    outcome = {name: {"passed": name in passed, "detail": results[name].detail} for name in required}
+    report.evidence("check", Evidence(kind="computed", source="compliance", summary=f"{compliance} % of "
+                                      f"{len(required)} required control(s), minimum {security.min_compliance_pct:g} %",
+                                      data={"controls": outcome, "compliance_pct": compliance,
+                                            "min_compliance_pct": security.min_compliance_pct}))
+    report.facts.update(controls=outcome, compliance_pct=compliance)
+    failing = [f"{name}: {results[name].detail}" for name in required if name not in passed]
+    for text in failing:
+        report.findings.append(f"control failed: {text}")
+    ok = compliance >= security.min_compliance_pct
+    report.verdict("check", ok, (f"compliance {compliance:g} % >= {security.min_compliance_pct:g} %" if ok else
+                                 f"compliance {compliance:g} % < security.min_compliance_pct="
+                                 f"{security.min_compliance_pct:g} %") + (f"; failed: {'; '.join(failing)}"
+                                                                          if failing else ""))

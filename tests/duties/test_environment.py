@@ -1,0 +1,265 @@
+"""Phase 4: provisioning and hardening."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import StubTarget, item, make_ctx, run_step, save_facts
+
+from gendev_release.duties.environment import (
+    PlanFormatError,
+    parse_plan_changes,
+    pending_changes,
+    scan_secrets,
+    shannon_entropy,
+    summarize_changes,
+    writable_by_others,
+)
+from gendev_release.targets.base import ResourceChange
+
+TERRAFORM_PLAN = {
+    "format_version": "1.2", "terraform_version": "1.9.0",
+    "resource_changes": [
+        {"address": "aws_s3_bucket.assets", "type": "aws_s3_bucket", "name": "assets",
+         "change": {"actions": ["update"], "before": {}, "after": {}}},
+        {"address": "aws_db_instance.main", "type": "aws_db_instance", "name": "main",
+         "change": {"actions": ["delete", "create"], "before": {}, "after": {}}},
+    ],
+}
+PLAN_SCRIPT = "import json, pathlib, sys\nsys.stdout.write(pathlib.Path(sys.argv[1]).read_text())\n"
+
+
+# ================================================================================ pure helpers
+def test_parse_plan_changes_reads_terraform_plan() -> None:
+    changes = parse_plan_changes(TERRAFORM_PLAN)
+    assert [(c.address, c.actions, c.destructive) for c in changes] == [
+        ("aws_s3_bucket.assets", ("update",), False), ("aws_db_instance.main", ("delete", "create"), True)]
+    assert summarize_changes(changes)["destructive"] == ["aws_db_instance.main (delete/create)"]
+    with pytest.raises(PlanFormatError, match="no 'resource_changes' list"):
+        parse_plan_changes({"planned_values": {}})
+    with pytest.raises(PlanFormatError, match=r"resource_changes\[0\] \(x\) has no change.actions list"):
+        parse_plan_changes({"resource_changes": [{"address": "x", "change": {}}]})
+
+
+def test_pending_changes_ignores_no_ops() -> None:
+    changes = [ResourceChange("a", ("no-op",)), ResourceChange("b", ("read",)), ResourceChange("c", ("update",))]
+    assert [c.address for c in pending_changes(changes)] == ["c"]
+
+
+def test_scan_secrets_finds_secrets_without_revealing_them() -> None:
+    secret_token = "Zx81kQ0vTq9LmN2bW7yR4cHs6JdP3fGa"
+    text = "\n".join([
+        "DB_PASSWORD=hunter2",                                  # 1 assignment
+        "-----BEGIN RSA PRIVATE KEY-----",                      # 2 private key header
+        "aws_key: AKIAIOSFODNN7EXAMPLE",                        # 3 AWS key id (assignment key has no secret word)
+        f"opaque = {secret_token}",                             # 4 entropy only
+        "DATABASE_URL=postgres://app:s3cret@db:5432/app",       # 5 credentials in a URL
+        "API_TOKEN_CONN_ID=demo_api",                           # 6 a reference, not a secret
+        "SECRET_KEY=${SECRET_KEY}",                             # 7 a reference
+        "# password=only-in-a-comment",                         # 8 comment (assignment rule skipped)
+        "token_ttl = 3600",                                     # 9 a setting about a token
+        'password = ""',                                        # 10 empty
+    ])
+    hits = scan_secrets(text, "app.env")
+    assert [(h.line, h.rule) for h in hits] == [
+        (1, "assignment to DB_PASSWORD"), (2, "private_key"), (3, "aws_access_key_id"),
+        (4, "high-entropy string (32 chars)"), (5, "url_credentials")]
+    rendered = " ".join(str(h) for h in hits)
+    assert "hunter2" not in rendered and secret_token not in rendered and "s3cret" not in rendered
+    assert str(hits[0]) == "app.env:1 (assignment to DB_PASSWORD)"
+
+
+def test_scan_secrets_is_quiet_on_the_demo_config() -> None:
+    text = ("DEMO_LOG_LEVEL=info\nDEMO_ITEMS=3\nDEMO_API_TOKEN_CONN_ID=demo_api\n"
+            'module = "gendev_release.demo.service"\n')
+    assert scan_secrets(text, "service.env") == []
+    assert shannon_entropy("aaaa") == 0.0 and shannon_entropy("ab") == 1.0
+
+
+def test_writable_by_others() -> None:
+    assert writable_by_others(0o100644) == []
+    assert writable_by_others(0o100664) == ["group"]
+    assert writable_by_others(0o100666) == ["group", "world"]
+
+
+# ================================================================================ provisioning
+def test_provisioning_stages_without_drift(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = make_ctx(tmp_path, stub_target, {"infrastructure": {"files": ["demo/build.toml"]}})
+    report = run_step(ctx, "provisioning")
+    assert report.status == "passed", report.blocking_issues
+    manifest = json.loads((ctx.paths.workdir / "infra" / "stub-target.json").read_text(encoding="utf-8"))
+    assert manifest["resource_changes"] == [{"address": "stub_slot.blue", "change": {
+        "actions": ["create"], "before": None, "after": {"version": "1.1.0"}}}]
+    assert [e.data.get("label") for e in item(report, "read").evidence] == ["infrastructure.files", None]
+    staged = report.facts["staged"]
+    assert staged["version"] == "1.1.0" and staged["slot"] == "blue" and staged["url"].startswith("http://127.0.0.1:")
+    check = item(report, "check")
+    assert [e.kind for e in check.evidence] == ["target", "target"]
+    assert check.evidence[1].summary == "0 pending change(s) after apply"
+    assert stub_target.stage_calls == [("1.1.0", ctx.run_id)]
+    assert item(report, "verify").detail == "no plan_command: the stub target's plan has 1 change(s) {'create': 1}"
+
+
+def test_provisioning_fails_on_missing_iac_file(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = make_ctx(tmp_path, stub_target, {"infrastructure": {"files": ["infra/main.tf"]}})
+    read = item(run_step(ctx, "provisioning"), "read")
+    assert not read.passed
+    assert read.detail == f"infrastructure.files {ctx.spec.spec_dir / 'infra' / 'main.tf'} does not exist"
+
+
+def test_provisioning_blocks_on_deletes_in_the_terraform_plan(tmp_path: Path, stub_target: StubTarget) -> None:
+    overrides = {"infrastructure": {"plan_command": ["{python}", "{spec_dir}/plan.py", "{spec_dir}/plan.json"]}}
+    ctx = make_ctx(tmp_path, stub_target, overrides)
+    (ctx.spec.spec_dir / "plan.py").write_text(PLAN_SCRIPT, encoding="utf-8")
+    (ctx.spec.spec_dir / "plan.json").write_text(json.dumps(TERRAFORM_PLAN), encoding="utf-8")
+    report = run_step(ctx, "provisioning")
+    verify = item(report, "verify")
+    assert verify.passed and verify.detail == "plan command exited 0; 2 resource change(s)"
+    assert report.facts["command_plan"]["by_action"] == {"delete/create": 1, "update": 1}
+    assert "destructive change planned: aws_db_instance.main (delete/create)" in report.findings
+    assert report.blocking_issues == ["plan_command plan deletes aws_db_instance.main (delete/create): "
+                                      "review and apply it outside the release"]
+    assert report.status == "failed"
+
+
+def test_provisioning_fails_when_plan_command_fails(tmp_path: Path, stub_target: StubTarget) -> None:
+    overrides = {"infrastructure": {"plan_command": ["{python}", "-c", "raise SystemExit('Error: invalid provider')"]}}
+    verify = item(run_step(make_ctx(tmp_path, stub_target, overrides), "provisioning"), "verify")
+    assert not verify.passed and verify.detail == "plan command exited 1: Error: invalid provider"
+
+
+def test_provisioning_fails_when_apply_fails_and_stages_nothing(tmp_path: Path, stub_target: StubTarget) -> None:
+    overrides = {"infrastructure": {"apply_command": ["{python}", "-c", "raise SystemExit('apply: quota exceeded')"]}}
+    report = run_step(make_ctx(tmp_path, stub_target, overrides), "provisioning")
+    check = item(report, "check")
+    assert not check.passed
+    assert check.detail == "apply command exited 1: apply: quota exceeded; nothing was staged"
+    assert stub_target.stage_calls == [] and "staged" not in report.facts
+
+
+def test_provisioning_fails_on_drift_after_apply(tmp_path: Path, stub_target: StubTarget) -> None:
+    stub_target.drift = [ResourceChange("stub_config.env", ("update",))]
+    check = item(run_step(make_ctx(tmp_path, stub_target), "provisioning"), "check")
+    assert not check.passed and check.detail == "drift after apply: stub_config.env (update)"
+
+
+def test_provisioning_fails_when_staging_fails(tmp_path: Path, stub_target: StubTarget) -> None:
+    stub_target.stage_error = "port 8080 in use"
+    check = item(run_step(make_ctx(tmp_path, stub_target), "provisioning"), "check")
+    assert not check.passed and check.detail == "staging 1.1.0 failed: TargetError: port 8080 in use"
+
+
+def test_provisioning_flags_target_deletes_without_blocking(tmp_path: Path, stub_target: StubTarget) -> None:
+    stub_target.extra_plan = [ResourceChange("stub_slot.old", ("delete",))]
+    report = run_step(make_ctx(tmp_path, stub_target), "provisioning")
+    assert "destructive change planned: stub_slot.old (delete)" in report.findings
+    assert report.blocking_issues == [] and report.status == "passed"
+
+
+# =================================================================================== hardening
+def staged_ctx(tmp_path: Path, target: StubTarget, overrides: dict[str, object] | None = None):
+    """A context whose provisioning report points at a slot staged on ``target``."""
+    ctx = make_ctx(tmp_path, target, overrides)
+    slot = target.stage(ctx.version, ctx.run_id)
+    save_facts(ctx, "provisioning", {"staged": slot.as_dict()})
+    return ctx
+
+
+def test_hardening_passes_on_the_demo_config(tmp_path: Path, stub_target: StubTarget) -> None:
+    report = run_step(staged_ctx(tmp_path, stub_target), "hardening")
+    assert report.status == "passed", report.blocking_issues
+    assert report.metrics["compliance_pct"] == 100.0
+    assert set(report.facts["controls"]) == {"no_plaintext_secrets", "config_permissions", "security_headers"}
+    read = item(report, "read")
+    assert read.evidence[-1].data["required_controls"] == ["no_plaintext_secrets", "config_permissions",
+                                                           "security_headers"]
+    http = [e for e in item(report, "check").evidence if e.kind == "http"]
+    assert http and http[0].source.endswith("/healthz") and http[0].data["headers"]["x-frame-options"] == "DENY"
+
+
+def test_hardening_fails_on_secret_in_config_file(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = staged_ctx(tmp_path, stub_target)
+    env = ctx.spec.spec_dir / "demo" / "service.env"
+    env.write_text(env.read_text(encoding="utf-8") + "DEMO_DB_PASSWORD=correct-horse-battery\n", encoding="utf-8")
+    report = run_step(ctx, "hardening")
+    verify = item(report, "verify")
+    assert not verify.passed
+    assert verify.detail == ("no_plaintext_secrets: plaintext secret(s) at service.env:6 "
+                             "(assignment to DEMO_DB_PASSWORD)")
+    check = item(report, "check")
+    assert not check.passed and check.detail.startswith("compliance 66.7 % < security.min_compliance_pct=100 %")
+    assert report.metrics["compliance_pct"] == 66.7
+    assert "correct-horse-battery" not in json.dumps(report.model_dump(mode="json"))
+
+
+def test_hardening_fails_on_missing_header(tmp_path: Path, stub_target: StubTarget) -> None:
+    stub_target.staged_headers = {"X-Content-Type-Options": "nosniff"}
+    report = run_step(staged_ctx(tmp_path, stub_target), "hardening")
+    check = item(report, "check")
+    assert not check.passed
+    assert "security_headers: http://127.0.0.1:" in check.detail
+    assert "/healthz lacks header(s) X-Frame-Options" in check.detail
+    assert report.facts["controls"]["security_headers"]["passed"] is False
+    assert item(report, "verify").passed
+
+
+def test_hardening_fails_on_group_writable_config(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = staged_ctx(tmp_path, stub_target)
+    (ctx.spec.spec_dir / "demo" / "build.toml").chmod(0o664)
+    check = item(run_step(ctx, "hardening"), "check")
+    assert not check.passed and "config_permissions: build.toml mode 0o664 is writable by group" in check.detail
+
+
+def test_hardening_tls_required_without_https_fails(tmp_path: Path, stub_target: StubTarget) -> None:
+    overrides = {"security": {"required_controls": ["no_plaintext_secrets", "config_permissions",
+                                                    "security_headers", "tls_certificate"]}}
+    report = run_step(staged_ctx(tmp_path, stub_target, overrides), "hardening")
+    verify = item(report, "verify")
+    assert not verify.passed
+    assert verify.detail == "tls_certificate: no https endpoint to check (the target serves plain http)"
+    assert report.metrics["compliance_pct"] == 75.0 and not item(report, "check").passed
+
+
+def test_hardening_without_staged_slot_fails_headers(tmp_path: Path, stub_target: StubTarget) -> None:
+    check = item(run_step(make_ctx(tmp_path, stub_target), "hardening"), "check")
+    assert not check.passed
+    assert "security_headers: no staged slot URL: the provisioning report has no facts.staged.url" in check.detail
+
+
+def test_hardening_lower_compliance_minimum(tmp_path: Path, stub_target: StubTarget) -> None:
+    stub_target.staged_headers = {}
+    overrides = {"security": {"min_compliance_pct": 60}}
+    report = run_step(staged_ctx(tmp_path, stub_target, overrides), "hardening")
+    check = item(report, "check")
+    assert check.passed and check.detail.startswith("compliance 66.7 % >= 60 %; failed: security_headers")
+    assert any(f.startswith("control failed: security_headers") for f in report.findings)
+
+
+def test_hardening_missing_config_file(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = staged_ctx(tmp_path, stub_target, {"security": {"config_files": ["demo/service.env", "demo/app.yaml"]}})
+    report = run_step(ctx, "hardening")
+    missing = ctx.spec.spec_dir / "demo" / "app.yaml"
+    assert item(report, "read").detail == f"security.config_files {missing} does not exist"
+    assert not item(report, "verify").passed and not item(report, "check").passed
+    assert stat.S_IMODE((ctx.spec.spec_dir / "demo" / "service.env").stat().st_mode) == 0o644
+
+
+# ============================================================================== real local target
+def test_provisioning_and_hardening_with_the_local_target(tmp_path: Path) -> None:
+    local = pytest.importorskip("gendev_release.targets.local")
+    ctx = make_ctx(tmp_path)
+    target = local.LocalTarget(ctx.spec.target, ctx.spec.service, ctx.paths.home)
+    ctx.target = target
+    try:
+        provisioning = run_step(ctx, "provisioning")
+        assert provisioning.status == "passed", provisioning.blocking_issues
+        assert provisioning.facts["staged"]["version"] == "1.1.0"
+        assert (ctx.paths.workdir / "infra" / "local-target.json").is_file()
+        hardening = run_step(ctx, "hardening")
+        assert hardening.status == "passed", hardening.blocking_issues
+        assert hardening.metrics["compliance_pct"] == 100.0
+    finally:
+        target.down()
