@@ -109,6 +109,11 @@ def abort(ctx: DutyContext) -> dict[str, Any]:
 
 
 def rollback(ctx: DutyContext) -> dict[str, Any]:
+    """Switch back to the version active before the release; on a first release, withdraw the new one."""
+    if read_record(ctx).get("previous_version") is None:
+        status = ctx.target.withdraw(ctx.run_id)
+        return update_record(ctx, outcome="withdrawn", rolled_back=True,
+                             active_version=status.active.version if status.active else None)
     status = ctx.target.rollback(ctx.run_id)
     return update_record(ctx, outcome="rolled_back", rolled_back=True,
                          active_version=status.active.version if status.active else None)
@@ -126,11 +131,17 @@ def verify_restored(ctx: DutyContext) -> dict[str, Any]:
                 "checks": [{"name": r.name, "passed": r.passed, "reason": r.reason,
                             "status": r.result.status} for r in results]}
     ctx.store.save_record("rollback-verification", evidence)
-    failures = [r.reason for r in results if not r.passed]
-    if active != expected:
-        failures.insert(0, f"active version is {active!r}, expected the previous {expected!r}")
-    if not results:
-        failures.append("no router URL to check")
+    if expected is None:
+        # First release withdrawn: nothing may serve the failed version any more.
+        failures = [f"version {active!r} is still active"] if active else []
+        failures += [f"{r.result.url} still answers {r.result.status}" for r in results
+                     if r.result.status is not None and r.result.status < 500]
+    else:
+        failures = [r.reason for r in results if not r.passed]
+        if active != expected:
+            failures.insert(0, f"active version is {active!r}, expected the previous {expected!r}")
+        if not results:
+            failures.append("no router URL to check")
     update_record(ctx, restored_healthy=not failures, active_version=active)
     if failures:
         raise TargetError("restored version is not healthy: " + "; ".join(failures))
@@ -148,6 +159,8 @@ def notify_failure(ctx: DutyContext) -> dict[str, Any] | None:
         severity, subject = "warning", f"{ctx.spec.service} {ctx.version} aborted before traffic moved"
     elif outcome == "rolled_back" and record.get("restored_healthy"):
         severity, subject = "critical", f"{ctx.spec.service} {ctx.version} rolled back to {record.get('active_version')}"
+    elif outcome == "withdrawn" and record.get("restored_healthy"):
+        severity, subject = "critical", f"{ctx.spec.service} {ctx.version} (first release) withdrawn after failing"
     else:
         severity, subject = "critical", f"{ctx.spec.service} {ctx.version}: rollback did not restore a healthy service"
     body = (f"Failed: {failed}. Outcome: {outcome}. Active version: {record.get('active_version')}. "
@@ -163,7 +176,9 @@ def close_run(ctx: DutyContext, task_states: dict[str, str | None]) -> dict[str,
     failed = sorted(task for task, state in task_states.items() if state in FAILED_STATES)
     record = read_record(ctx)
     if failed:
-        root = [t for t in failed if task_states[t] == "failed"] or failed
+        # The step that failed first (recorded by the failure decision) leads; failure-branch problems follow.
+        first = [t for t in record.get("failed_tasks", []) if t in failed]
+        root = first + [t for t in failed if task_states[t] == "failed" and t not in first] or failed
         state = "failed"
         record = update_record(ctx, state=state, finished_at=utcnow().isoformat(), failed_tasks=root,
                                outcome=record.get("outcome", "failed"),

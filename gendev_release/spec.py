@@ -281,7 +281,8 @@ class RiskInputs(_Model):
                                          "root): the service's own folders in a monorepo.")
     sensitive_paths: list[str] = Field(
         default_factory=lambda: ["migrations/*", "*/migrations/*", "infra/*", "*.tf", "*.sql", "Dockerfile",
-                                 "docker-compose.yml", "*requirements*.txt", "*.lock", "pyproject.toml"],
+                                 "docker-compose.yml"],
+        description="Paths whose change raises the risk score (dependency files are scored by their own rule).",
     )
     high_risk_approval: HighRiskApproval | None = None
     backup: BackupInputs

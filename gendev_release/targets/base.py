@@ -92,6 +92,10 @@ class Target(ABC):
         """Move traffic back to ``previous``; raises TargetError when there is nothing to go back to."""
 
     @abstractmethod
+    def withdraw(self, run_id: str) -> TargetStatus:
+        """First release failed after traffic moved: stop serving it (there is nothing to go back to)."""
+
+    @abstractmethod
     def discard_staged(self, run_id: str) -> None:
         """Stop a staged slot that never received traffic (abort path)."""
 

@@ -502,6 +502,18 @@ class LocalTarget(Target):
             self._save(state)
         return self.status()
 
+    def withdraw(self, run_id: str) -> TargetStatus:
+        with self._locked() as state:
+            active = state["active"]
+            if active is None:
+                return self.status()  # already withdrawn (idempotent re-run)
+            if state["previous"] is not None:
+                raise TargetError(f"{self.service} has a previous slot ({state['previous']}); roll back instead")
+            self._stop_slot(state, active, run_id, "withdraw")  # clears active and records the history
+            state["switched_by_run"] = run_id
+            self._save(state)
+        return self.status()
+
     def discard_staged(self, run_id: str) -> None:
         with self._locked() as state:
             slot = state["staged"]

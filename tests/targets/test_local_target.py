@@ -146,6 +146,28 @@ def test_discard_staged_stops_only_the_staged_slot(target: LocalTarget) -> None:
     assert target.alive("blue") and version_at(target.url() or "") == ("1.0.0", "blue")
 
 
+def test_withdraw_takes_a_failed_first_release_out_of_service(target: LocalTarget) -> None:
+    blue = target.stage("1.0.0-broken", "run-1")
+    target.switch("blue", "run-1")
+    with_previous = target.status()
+    assert with_previous.previous is None
+    status = target.withdraw("run-1")
+    assert status.active is None and status.switched_by_run == "run-1"
+    assert not pid_running(blue.pid)
+    assert httpx.get((target.url() or "") + "/version", timeout=5).status_code == 502
+    assert target.withdraw("run-1").active is None  # idempotent
+    assert [h["action"] for h in json.loads(target.state_path.read_text())["history"]][-1] == "withdraw"
+
+
+def test_withdraw_refuses_when_a_previous_version_exists(target: LocalTarget) -> None:
+    target.stage("1.0.0", "run-1")
+    target.switch("blue", "run-1")
+    target.stage("2.0.0", "run-2")
+    target.switch("green", "run-2")
+    with pytest.raises(TargetError, match="roll back instead"):
+        target.withdraw("run-2")
+
+
 def test_dead_previous_slot_is_reported_and_cannot_be_rolled_back_to(target: LocalTarget) -> None:
     blue = target.stage("1.0.0", "run-1")
     target.switch("blue", "run-1")
