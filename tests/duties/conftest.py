@@ -162,6 +162,9 @@ class StubTarget(Target):
     def rollback(self, run_id: str) -> TargetStatus:
         raise TargetError("phase 1-4 duties never roll back")
 
+    def withdraw(self, run_id: str) -> TargetStatus:
+        raise TargetError("phase 1-4 duties never withdraw")
+
     def discard_staged(self, run_id: str) -> None:
         if self.staged_service:
             self.staged_service.stop()

@@ -1,0 +1,723 @@
+"""Phase 5 duties: execute the blue-green strategy and put monitoring and alerts in place.
+
+``execute_strategy`` is the only step of a release that moves traffic. It gates the staged slot
+on consecutive health successes, switches while counting the requests that fail through the
+router (zero-downtime evidence), then judges every health check once through the router. A gate
+that fails leaves traffic where it was; a check that fails after the switch fails the step with
+``facts["traffic_moved"] = True`` so the rollback path takes over.
+
+``monitoring_alerts`` writes the spec's alert rules as a Prometheus-rule-like file, proves the
+metrics endpoint answers with fresh samples, that every rule's metric exists, that the
+notification channel delivers, and that no rule fires right now.
+
+The Prometheus helpers here (request counter discovery, rule evaluation) are shared with the
+observability duties.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gendev_release import notify
+from gendev_release.context import DutyContext, write_json_atomic
+from gendev_release.duties.base import duty
+from gendev_release.probes import CheckResult, HttpResult, http_get, parse_prometheus_text, run_checks
+from gendev_release.report import Evidence, ReportBuilder, utcnow
+from gendev_release.spec import AlertRule, ReleaseSpec
+from gendev_release.targets.base import SlotInfo, TargetStatus
+
+STRATEGY_STEPS: tuple[str, ...] = ("pre_switch_gate", "switch", "post_switch_checks")
+
+
+# =============================================================================== shared helpers
+def router_url(ctx: DutyContext) -> str | None:
+    """The stable URL clients use: the target's router, or None when nothing is deployed."""
+    url = ctx.target.url()
+    if not url:
+        url = ctx.target.status().router_url
+    return url.rstrip("/") if url else None
+
+
+def describe_slot(slot: SlotInfo | None) -> str:
+    return f"{slot.slot} {slot.version} ({slot.url})" if slot else "none"
+
+
+def target_evidence(ctx: DutyContext, status: TargetStatus, summary: str = "") -> Evidence:
+    """The target's state as evidence (which slot takes traffic, which is kept for rollback)."""
+    default = (f"active {describe_slot(status.active)}; previous {describe_slot(status.previous)}; "
+               f"staged {describe_slot(status.staged)}; switched by {status.switched_by_run or '-'}")
+    return Evidence(kind="target", source=f"{ctx.target.kind} target {status.service}",
+                    summary=summary or default, data=asdict(status))
+
+
+# -------------------------------------------------------------------------- Prometheus helpers
+_TYPE_RE = re.compile(r"^#\s*TYPE\s+([a-zA-Z_:][a-zA-Z0-9_:]*)\s+([a-z]+)\s*$")
+
+
+def base_name(series: str) -> str:
+    """``name{labels}`` -> ``name``."""
+    return series.split("{", 1)[0]
+
+
+def series_of(samples: dict[str, float], metric: str) -> dict[str, float]:
+    """Every labelled series of ``metric`` in a parsed exposition."""
+    return {key: value for key, value in samples.items() if base_name(key) == metric}
+
+
+def metric_types(text: str) -> dict[str, str]:
+    """``# TYPE`` declarations of an exposition: metric name -> counter/gauge/histogram/..."""
+    types = {}
+    for line in text.splitlines():
+        match = _TYPE_RE.match(line.strip())
+        if match:
+            types[match.group(1)] = match.group(2)
+    return types
+
+
+def request_counter(text: str) -> tuple[str, float] | None:
+    """The service's request counter and its total over all label sets, or None.
+
+    A counter whose name mentions requests (declared ``# TYPE ... counter``, else any ``*_total``
+    series) is chosen, preferring ``*requests_total`` over e.g. ``*request_errors_total``.
+    """
+    samples = parse_prometheus_text(text)
+    present = {base_name(key) for key in samples}
+    declared = [name for name, kind in metric_types(text).items() if kind == "counter" and "request" in name.lower()]
+    candidates = declared or sorted(n for n in present if n.endswith("_total") and "request" in n.lower())
+
+    def rank(name: str) -> tuple[bool, bool, str]:
+        lowered = name.lower().removesuffix("_total")
+        return (not lowered.endswith("requests"), "error" in lowered or "fail" in lowered, name)
+
+    for name in sorted(candidates, key=rank):
+        names = {name, f"{name}_total"}
+        values = [value for key, value in samples.items() if base_name(key) in names]
+        if values:
+            return name, sum(values)
+    return None
+
+
+def breaches(value: float, op: str, threshold: float) -> bool:
+    """Whether ``value op threshold`` holds (the rule's firing condition). NaN never fires."""
+    if math.isnan(value):
+        return False
+    return {">": value > threshold, ">=": value >= threshold,
+            "<": value < threshold, "<=": value <= threshold}[op]
+
+
+@dataclass(frozen=True)
+class RuleEvaluation:
+    """One alert rule evaluated on one set of samples."""
+
+    rule: str
+    metric: str
+    op: str
+    threshold: float
+    values: dict[str, float]
+
+    @property
+    def missing(self) -> bool:
+        return not self.values
+
+    @property
+    def firing(self) -> bool:
+        return any(breaches(v, self.op, self.threshold) for v in self.values.values())
+
+    @property
+    def worst(self) -> float | None:
+        """The value closest to (or furthest past) the threshold: max for > rules, min for < rules."""
+        values = [v for v in self.values.values() if not math.isnan(v)]
+        if not values:
+            return None
+        return max(values) if self.op.startswith(">") else min(values)
+
+    def describe(self) -> str:
+        if self.missing:
+            return f"rule {self.rule}: metric {self.metric} is missing from the samples"
+        state = "firing" if self.firing else "quiet"
+        return f"rule {self.rule}: {self.metric}={self.worst:g} {self.op} {self.threshold:g} is {state}"
+
+
+def evaluate_rules(rules: Sequence[AlertRule], samples: dict[str, float]) -> list[RuleEvaluation]:
+    return [RuleEvaluation(rule.name, rule.metric, rule.op, rule.threshold, series_of(samples, rule.metric))
+            for rule in rules]
+
+
+def rule_expr(rule: AlertRule) -> str:
+    return f"{rule.metric} {rule.op} {rule.threshold:g}"
+
+
+_EXPR_RE = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(>=|<=|>|<)\s*(\S+)\s*$")
+
+
+def parse_rule_expr(expr: str) -> tuple[str, str, float]:
+    """Inverse of :func:`rule_expr`; ``ValueError`` for anything else."""
+    match = _EXPR_RE.match(expr)
+    if not match:
+        raise ValueError(f"alert expression {expr!r} is not '<metric> <op> <threshold>'")
+    return match.group(1), match.group(2), float(match.group(3))
+
+
+def alert_rules_document(spec: ReleaseSpec) -> dict[str, Any]:
+    """The spec's alert rules as a Prometheus rule file (``groups[].rules[]``), JSON-shaped."""
+    rules = [{
+        "alert": rule.name,
+        "expr": rule_expr(rule),
+        "for": "0s",
+        "labels": {"severity": "critical", "service": spec.service, "environment": spec.environment},
+        "annotations": {"summary": f"{spec.service}: {rule_expr(rule)}",
+                        "channel": spec.notifications.channel.path},
+    } for rule in spec.monitoring.alert_rules]
+    return {"groups": [{"name": f"{spec.service}-release", "rules": rules}]}
+
+
+def audit_alert_rules(document: Any, rules: Sequence[AlertRule]) -> list[str]:
+    """Differences between a rule file read back from disk and the spec's rules (empty: they agree)."""
+    try:
+        written = {r["alert"]: r for group in document["groups"] for r in group["rules"]}
+    except (KeyError, TypeError) as exc:
+        return [f"rule file is not shaped groups[].rules[]: {exc}"]
+    problems = []
+    for rule in rules:
+        entry = written.pop(rule.name, None)
+        if entry is None:
+            problems.append(f"rule {rule.name} is missing from the rule file")
+            continue
+        try:
+            metric, op, threshold = parse_rule_expr(str(entry.get("expr", "")))
+        except ValueError as exc:
+            problems.append(f"rule {rule.name}: {exc}")
+            continue
+        if (metric, op, threshold) != (rule.metric, rule.op, rule.threshold):
+            problems.append(f"rule {rule.name}: file says {metric} {op} {threshold:g}, spec says {rule_expr(rule)}")
+    problems.extend(f"rule {name} is in the file but not in the spec" for name in written)
+    return problems
+
+
+def scrape_metrics(url: str, timeout: float = 2.0) -> tuple[HttpResult, str, dict[str, float]]:
+    """One scrape: the HTTP result, the exposition text (empty unless 200) and its samples."""
+    result = http_get(url, timeout)
+    if result.status != 200:
+        return result, "", {}
+    return result, result.body, parse_prometheus_text(result.body)
+
+
+def _scrape_problem(result: HttpResult, samples: dict[str, float]) -> str | None:
+    if result.status is None:
+        return f"{result.url} did not answer: {result.error}"
+    if result.status != 200:
+        return f"{result.url} answered {result.status}, expected 200"
+    if not samples:
+        return f"{result.url} answered 200 but the exposition has no samples"
+    return None
+
+
+# ============================================================================ execute strategy
+@dataclass(frozen=True)
+class GateAttempt:
+    index: int
+    at_seconds: float
+    passed: bool
+    failures: list[str]
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    streak: int
+    required: int
+    elapsed: float
+    attempts: list[GateAttempt] = field(default_factory=list)
+    last: list[CheckResult] = field(default_factory=list)
+
+    def describe(self, where: str) -> str:
+        head = (f"{self.streak} of {self.required} consecutive successes on {where} "
+                f"after {len(self.attempts)} attempt(s) in {self.elapsed:.1f} s")
+        failing = next((a for a in reversed(self.attempts) if not a.passed), None)
+        return head if failing is None else f"{head}; last failure: {'; '.join(failing.failures)}"
+
+
+def trailing_streak(outcomes: Sequence[bool]) -> int:
+    """How many of the last outcomes were successes in a row."""
+    streak = 0
+    for outcome in reversed(outcomes):
+        if not outcome:
+            break
+        streak += 1
+    return streak
+
+
+def wait_for_streak(probe: Callable[[], list[CheckResult]], *, required: int, interval: float, timeout: float,
+                    clock: Callable[[], float] = time.monotonic,
+                    sleep: Callable[[float], None] = time.sleep) -> GateResult:
+    """Probe until ``required`` consecutive rounds pass, or until ``timeout`` seconds are used up.
+
+    A round passes when every check in it passes. There is always at least one round.
+    """
+    started = clock()
+    attempts: list[GateAttempt] = []
+    last: list[CheckResult] = []
+    while True:
+        last = probe()
+        ok = bool(last) and all(check.passed for check in last)
+        attempts.append(GateAttempt(len(attempts) + 1, round(clock() - started, 3), ok,
+                                    [f"{c.name}: {c.reason}" for c in last if not c.passed]))
+        streak = trailing_streak([a.passed for a in attempts])
+        if streak >= required:
+            return GateResult(True, streak, required, clock() - started, attempts, last)
+        if clock() - started + interval > timeout:
+            return GateResult(False, streak, required, clock() - started, attempts, last)
+        sleep(interval)
+
+
+@dataclass(frozen=True)
+class ObservedRequest:
+    """One request sent through the router while the switch happened."""
+
+    phase: str  # before | during | after
+    at_seconds: float
+    status: int | None
+    seconds: float
+    served_version: str | None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status is None or self.status >= 500
+
+
+def count_failed(requests: Sequence[ObservedRequest], phases: Sequence[str] = ("before", "during", "after")) -> int:
+    """Requests of ``phases`` that got no answer or a 5xx: each is downtime a client saw."""
+    return sum(1 for request in requests if request.failed and request.phase in phases)
+
+
+def served_version(body: str) -> str | None:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    version = payload.get("version") if isinstance(payload, dict) else None
+    return str(version) if version is not None else None
+
+
+class SwitchObserver:
+    """Sends ``total`` GETs to the router around a switch: a third before, then during, the rest after.
+
+    Use: :meth:`start`, :meth:`wait_ready` (the "before" third was sent), switch, :meth:`switch_done`,
+    :meth:`join`. Requests run one at a time from a background thread, so the "during" ones overlap
+    the switch call itself.
+    """
+
+    def __init__(self, url: str, total: int, *, pace_seconds: float = 0.005, timeout: float = 2.0) -> None:
+        self.url = url
+        self.total = total
+        self.before = total // 3
+        self.after = total // 3
+        self.pace_seconds = pace_seconds
+        self.timeout = timeout
+        self.requests: list[ObservedRequest] = []
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="gendev-switch-observer", daemon=True)
+
+    def _send(self, client: httpx.Client, phase: str) -> None:
+        at = time.monotonic() - self._started
+        result = http_get(self.url, self.timeout, client)
+        self.requests.append(ObservedRequest(phase, round(at, 4), result.status, round(result.seconds, 4),
+                                             served_version(result.body), result.error))
+        time.sleep(self.pace_seconds)
+
+    def _run(self) -> None:
+        try:
+            with httpx.Client() as client:
+                while len(self.requests) < self.before:
+                    self._send(client, "before")
+                self._ready.set()
+                while len(self.requests) < self.total - self.after and not self._done.is_set():
+                    self._send(client, "during")
+                self._done.wait(timeout=600)
+                while len(self.requests) < self.total:
+                    self._send(client, "after")
+        finally:
+            self._ready.set()
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._thread.start()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self._ready.wait(timeout)
+
+    def switch_done(self) -> None:
+        self._done.set()
+
+    def join(self, timeout: float = 120.0) -> list[ObservedRequest]:
+        self._thread.join(timeout)
+        return list(self.requests)
+
+
+class StrategyLog:
+    """The strategy step log: one JSON line per strategy step, rewritten by every attempt."""
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path = path
+        self.run_id = run_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("", encoding="utf-8")
+
+    def record(self, step: str, status: str, detail: str, **data: Any) -> None:
+        line = {"step": step, "status": status, "detail": detail, "run_id": self.run_id,
+                "at": utcnow().isoformat(), **data}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+
+    def read_back(self) -> list[dict[str, Any]]:
+        """The log as written on disk; ``ValueError`` on a line that is not a JSON object."""
+        entries = []
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or "step" not in entry:
+                raise ValueError(f"{self.path}:{number}: not a strategy log entry")
+            entries.append(entry)
+        return entries
+
+
+def _slot_matches(slot: SlotInfo | None, name: str, version: str) -> bool:
+    return slot is not None and slot.slot == name and slot.version == version
+
+
+def staged_slot_from(ctx: DutyContext) -> tuple[SlotInfo | None, str]:
+    """The slot provisioning staged for this run's version, or None and why not."""
+    provisioning = ctx.earlier("provisioning")
+    if provisioning is None:
+        return None, "no provisioning report in this run: nothing was staged (phase 4 must run first)"
+    staged = provisioning.facts.get("staged")
+    if not isinstance(staged, dict) or not staged.get("slot") or not staged.get("url"):
+        return None, "the provisioning report has no facts['staged'] with a slot and url: nothing was staged"
+    if staged.get("version") != ctx.version:
+        return None, (f"provisioning staged version {staged.get('version')!r} on slot {staged['slot']}, "
+                      f"but this run releases {ctx.version}")
+    return SlotInfo(slot=str(staged["slot"]), version=str(staged["version"]), url=str(staged["url"]),
+                    pid=staged.get("pid"), started_at=staged.get("started_at")), "ok"
+
+
+@duty("execute_strategy")
+def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
+    """Blue-green: gate the staged slot, switch while observing the router, judge health after."""
+    log = StrategyLog(ctx.paths.workdir / "deploy" / "strategy-log.jsonl", ctx.run_id)
+    status = ctx.target.status()
+    report.evidence("read", target_evidence(ctx, status))
+    staged, problem = staged_slot_from(ctx)
+    rerun = False
+    if staged is not None:
+        report.evidence("read", Evidence(kind="computed", source="provisioning report facts.staged",
+                                         summary=f"staged {describe_slot(staged)}", data=staged.as_dict()))
+        rerun = _slot_matches(status.active, staged.slot, staged.version) and status.switched_by_run == ctx.run_id
+        if rerun:
+            staged = status.active or staged
+        elif _slot_matches(status.staged, staged.slot, staged.version):
+            staged = status.staged or staged  # the target's own record is authoritative for the URL
+        else:
+            problem = (f"target shows staged {describe_slot(status.staged)} and active "
+                       f"{describe_slot(status.active)}, not provisioning's {staged.slot} {staged.version}")
+            staged = None
+    router = router_url(ctx)
+    if staged is not None and router is None:
+        problem, staged = "the target has no router URL: clients could not reach any slot", None
+    report.facts.update({"traffic_moved": rerun, "rerun": rerun, "router_url": router,
+                         "strategy_log": str(log.path)})
+    if staged is None or router is None:
+        for step in STRATEGY_STEPS:
+            log.record(step, "skipped", f"not run: {problem}")
+        report.fail("verify", f"pre-switch gate not run: {problem}")
+        report.evidence("check", target_evidence(ctx, ctx.target.status()))
+        report.fail("check", f"switch not attempted, traffic not moved: {problem}")
+        _finish_read(report, log, problem=problem)
+        return
+    report.facts["staged"] = staged.as_dict()
+
+    gate_ok = _pre_switch_gate(ctx, report, log, staged)
+    if not gate_ok and not rerun:
+        log.record("switch", "skipped", "pre-switch gate failed: traffic was not moved",
+                   active=describe_slot(status.active))
+        log.record("post_switch_checks", "skipped", "no switch happened")
+        after = ctx.target.status()
+        report.evidence("check", target_evidence(ctx, after,
+                                                 f"traffic not moved: active {describe_slot(after.active)}"))
+        report.fail("check", f"switch not attempted: the pre-switch gate failed on {staged.slot} {staged.version}; "
+                             f"traffic stays on {describe_slot(after.active)}")
+        report.block(f"pre-switch gate failed on {staged.slot} {staged.version}: traffic was not moved")
+        report.facts["traffic_moved"] = _slot_matches(after.active, staged.slot, staged.version)
+        _finish_read(report, log, detail=f"staged {describe_slot(staged)}")
+        return
+
+    problems = _switch(ctx, report, log, staged, router, rerun)
+    problems += _post_switch_checks(ctx, report, log, router)
+    after = ctx.target.status()
+    report.evidence("check", target_evidence(ctx, after))
+    moved = _slot_matches(after.active, staged.slot, staged.version)
+    if not moved:
+        problems.insert(0, f"target shows active {describe_slot(after.active)}, not {staged.slot} {staged.version}")
+    report.facts.update({
+        "traffic_moved": moved,
+        "active": after.active.as_dict() if after.active else None,
+        "previous": after.previous.as_dict() if after.previous else None,
+    })
+    failed_requests = report.metrics.get("failed_switch_requests")
+    report.verdict("check", not problems, "; ".join(problems) if problems else
+                   f"traffic on {staged.slot} {staged.version}; "
+                   + (f"{failed_requests:g} failed requests during the switch; " if failed_requests is not None else "")
+                   + f"all {len(ctx.spec.health.checks)} health checks pass through {router}")
+    _finish_read(report, log, detail=f"staged {describe_slot(staged)}")
+
+
+def _pre_switch_gate(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, staged: SlotInfo) -> bool:
+    health = ctx.spec.health
+    wanted = ctx.spec.blue_green.pre_switch_checks
+    checks = [check for check in health.checks if wanted is None or check.name in wanted]
+    if not checks:
+        reason = "blue_green.pre_switch_checks is empty: no health check gates the switch"
+        log.record("pre_switch_gate", "failed", reason)
+        report.evidence("verify", Evidence(kind="computed", source="spec blue_green.pre_switch_checks",
+                                           summary="empty list: no pre-switch checks", data={"checks": []}))
+        report.verdict("verify", False, f"{reason}; name at least one of health.checks (or omit it for all)")
+        return False
+    gate = wait_for_streak(lambda: run_checks(staged.url, checks), required=health.consecutive_successes,
+                           interval=health.interval_seconds, timeout=health.timeout_seconds)
+    for check in gate.last:
+        report.evidence("verify", check.result.evidence(f"pre-switch {check.name} on {staged.slot}: {check.reason}"))
+    where = f"staged slot {staged.slot} ({staged.url})"
+    report.evidence("verify", Evidence(
+        kind="computed", source=f"pre-switch gate on {staged.slot}", summary=gate.describe(where),
+        data={"checks": [c.name for c in checks], "required": gate.required, "streak": gate.streak,
+              "interval_seconds": health.interval_seconds, "timeout_seconds": health.timeout_seconds,
+              "attempts": [asdict(a) for a in gate.attempts]}))
+    report.metrics["pre_switch_attempts"] = float(len(gate.attempts))
+    log.record("pre_switch_gate", "passed" if gate.passed else "failed", gate.describe(where),
+               checks=[c.name for c in checks], streak=gate.streak, required=gate.required,
+               attempts=len(gate.attempts))
+    names = ", ".join(c.name for c in checks)
+    if gate.passed:
+        report.verdict("verify", True, f"pre-switch gate passed: {names} {gate.describe(where)}")
+    else:
+        report.verdict("verify", False, f"pre-switch gate failed ({names}, {health.consecutive_successes} in a row, "
+                                        f"interval {health.interval_seconds:g} s, timeout "
+                                        f"{health.timeout_seconds:g} s): {gate.describe(where)}")
+    return gate.passed
+
+
+def _switch(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, staged: SlotInfo, router: str,
+            rerun: bool) -> list[str]:
+    """Switch (unless this run already did) while observing the router; return the problems."""
+    problems: list[str] = []
+    if rerun:
+        earlier = ctx.earlier("execute_strategy")
+        measured = earlier.metrics.get("failed_switch_requests") if earlier else None
+        log.record("switch", "skipped", f"{staged.slot} {staged.version} is already active, switched by this run "
+                                        f"({ctx.run_id}); not switched again")
+        report.findings.append(f"re-run: traffic was already on {staged.slot} {staged.version} (switched by this "
+                               "run); the switch was not repeated"
+                               + (f"; the first attempt counted {measured:g} failed requests" if measured is not None
+                                  else "; zero-downtime was not re-measured"))
+        if measured is not None:
+            report.metrics["failed_switch_requests"] = measured
+            if measured > 0:
+                problems.append(f"the first attempt counted {measured:g} failed requests during the switch")
+        return problems
+
+    wanted = ctx.spec.blue_green.pre_switch_checks
+    first = next((c for c in ctx.spec.health.checks if wanted is None or c.name in wanted), ctx.spec.health.checks[0])
+    observe_url = router + first.path
+    total = ctx.spec.blue_green.observe_switch_requests
+    # On a first release nothing served before the switch: only requests after it can show downtime.
+    first_release = ctx.target.status().active is None
+    counted = ("after",) if first_release else ("before", "during", "after")
+    observer = SwitchObserver(observe_url, total)
+    observer.start()
+    observer.wait_ready()
+    started = time.monotonic()
+    error: str | None = None
+    try:
+        ctx.target.switch(staged.slot, ctx.run_id)
+    except Exception as exc:  # any target failure is recorded, never swallowed silently
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        observer.switch_done()
+    seconds = time.monotonic() - started
+    observed = observer.join()
+    failed = count_failed(observed, counted)
+    if first_release:
+        report.findings.append(f"first release: nothing served before the switch, so only the "
+                               f"{sum(1 for r in observed if r.phase == 'after')} requests after it count as "
+                               "zero-downtime evidence")
+    report.metrics.update({"failed_switch_requests": float(failed), "switch_requests_observed": float(len(observed)),
+                           "switch_seconds": round(seconds, 4)})
+    versions = sorted({r.served_version for r in observed if r.served_version})
+    report.evidence("check", Evidence(
+        kind="http", source=observe_url,
+        summary=f"{len(observed)} requests around the switch, {failed} failed (no answer or 5xx); "
+                f"versions served: {', '.join(versions) or 'unknown'}",
+        data={"requests": [asdict(r) for r in observed], "failed": failed, "counted_phases": list(counted),
+              "switch_seconds": round(seconds, 4)}))
+    if error:
+        problems.append(f"switch to {staged.slot} failed: {error}")
+    if total == 0:
+        report.findings.append("blue_green.observe_switch_requests is 0: zero-downtime was not observed")
+    if failed:
+        where = ", ".join(f"{r.phase}@{r.at_seconds:.3f}s={r.status if r.status is not None else r.error}"
+                          for r in observed if r.failed and r.phase in counted)
+        issue = (f"{failed} of {len(observed)} requests to {observe_url} failed during the switch "
+                 f"(no answer or status >= 500): zero-downtime not met [{where}]")
+        problems.append(issue)
+        report.findings.append(issue)
+        report.block(issue)
+    log.record("switch", "failed" if error or failed else "passed",
+               error or f"switched to {staged.slot} in {seconds:.3f} s; {failed} of {len(observed)} observed "
+                        "requests failed",
+               slot=staged.slot, version=staged.version, failed_requests=failed, observed_requests=len(observed))
+    return problems
+
+
+def _post_switch_checks(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, router: str) -> list[str]:
+    results = run_checks(router, list(ctx.spec.health.checks))
+    for check in results:
+        report.evidence("check", check.result.evidence(f"post-switch {check.name} via router: {check.reason}"))
+    passed = sum(1 for c in results if c.passed)
+    pct = 100.0 * passed / len(results) if results else 0.0
+    report.metrics["health_pass_pct"] = round(pct, 3)
+    report.facts["health_pass_pct"] = round(pct, 3)
+    gate = ctx.spec.quality_gates.health_pass_pct
+    failing = [f"{c.name}: {c.reason}" for c in results if not c.passed]
+    ok = pct >= gate
+    log.record("post_switch_checks", "passed" if ok else "failed",
+               f"{passed}/{len(results)} health checks pass through {router} ({pct:.0f} %, gate {gate:g} %)",
+               failing=failing)
+    if ok:
+        return []
+    return [f"post-switch health {pct:.0f} % < health_pass_pct {gate:g} % through {router}: {'; '.join(failing)}"]
+
+
+def _finish_read(report: ReportBuilder, log: StrategyLog, *, problem: str | None = None, detail: str = "") -> None:
+    """Read the strategy log back from disk, deliver it and decide the read item."""
+    try:
+        entries = log.read_back()
+    except ValueError as exc:
+        report.fail("read", f"strategy log {log.path} is unreadable: {exc}")
+        return
+    steps = [entry["step"] for entry in entries]
+    outcome = ", ".join(f"{e['step']}={e['status']}" for e in entries)
+    report.evidence("read", Evidence.file(log.path, summary=f"strategy log: {outcome}"))
+    report.deliver("strategy-log", log.path)
+    if problem is not None:
+        report.fail("read", f"no staged slot to deploy: {problem}")
+    elif steps != list(STRATEGY_STEPS):
+        report.fail("read", f"strategy log {log.path} has steps {steps}, expected {list(STRATEGY_STEPS)}")
+    else:
+        report.verdict("read", True, f"{detail}; strategy log {log.path.name}: {outcome}")
+
+
+# ============================================================================ monitoring alerts
+@duty("monitoring_alerts")
+def monitoring_alerts(ctx: DutyContext, report: ReportBuilder) -> None:
+    """Alert rules written and consistent; metrics fresh; rule metrics present; channel delivers; quiet now."""
+    spec, monitoring = ctx.spec, ctx.spec.monitoring
+    rules_path = ctx.paths.workdir / "monitoring" / "alert-rules.json"
+    write_json_atomic(rules_path, alert_rules_document(spec))
+    try:
+        problems = audit_alert_rules(json.loads(rules_path.read_text(encoding="utf-8")), monitoring.alert_rules)
+    except ValueError as exc:
+        problems = [f"{rules_path} is not JSON: {exc}"]
+    report.evidence("read", Evidence.file(rules_path, summary=f"{len(monitoring.alert_rules)} alert rule(s): "
+                                          + "; ".join(f"{r.name}: {rule_expr(r)}" for r in monitoring.alert_rules)))
+    report.deliver("alert-rules", rules_path)
+    report.metrics["alert_rules"] = float(len(monitoring.alert_rules))
+    report.verdict("read", not problems, "; ".join(problems) or
+                   f"{len(monitoring.alert_rules)} alert rule(s) written to {rules_path.name} and read back")
+
+    router = router_url(ctx)
+    if router is None:
+        report.fail("verify", "the target has no router URL: no metrics endpoint to scrape")
+        report.fail("check", "no metrics endpoint: rule metrics cannot be checked")
+        return
+    metrics_url = router + monitoring.metrics_path
+    samples = _verify_fresh_samples(ctx, report, router, metrics_url)
+    _check_rules_and_channel(ctx, report, metrics_url, samples)
+
+
+def _verify_fresh_samples(ctx: DutyContext, report: ReportBuilder, router: str, metrics_url: str) -> dict[str, float]:
+    """Two scrapes, a request between them: the request counter must have moved. Returns the newest samples."""
+    first, first_text, first_samples = scrape_metrics(metrics_url)
+    report.evidence("verify", first.evidence(f"scrape 1: HTTP {first.status}, {len(first_samples)} samples"))
+    poke = http_get(router + ctx.spec.health.checks[0].path)
+    report.evidence("verify", poke.evidence(f"request between scrapes: HTTP {poke.status}"))
+    time.sleep(ctx.spec.monitoring.sample_interval_seconds)
+    second, second_text, second_samples = scrape_metrics(metrics_url)
+    report.evidence("verify", second.evidence(f"scrape 2: HTTP {second.status}, {len(second_samples)} samples"))
+    problems = [p for p in (_scrape_problem(first, first_samples), _scrape_problem(second, second_samples)) if p]
+    counter_before, counter_after = request_counter(first_text), request_counter(second_text)
+    rise = ""
+    if not problems:
+        if counter_before is None or counter_after is None:
+            problems.append(f"{metrics_url} exposes no request counter (a counter whose name mentions requests): "
+                            "freshness cannot be shown")
+        else:
+            name, before, after = counter_after[0], counter_before[1], counter_after[1]
+            report.evidence("verify", Evidence(kind="metric", source=f"{metrics_url} {name}",
+                                               summary=f"{name}: {before:g} -> {after:g}",
+                                               data={"before": before, "after": after}))
+            report.facts["request_counter"] = name
+            rise = f"{name} rose {before:g} -> {after:g}"
+            if after <= before:
+                problems.append(f"{name} did not increase between scrapes ({before:g} -> {after:g}) although a "
+                                "request was sent: stale samples")
+    report.metrics["metric_samples"] = float(len(second_samples))
+    report.verdict("verify", not problems, "; ".join(problems) or
+                   f"{metrics_url} answers 200 with {len(second_samples)} samples; {rise} in "
+                   f"{ctx.spec.monitoring.sample_interval_seconds:g} s")
+    return second_samples or first_samples
+
+
+def _check_rules_and_channel(ctx: DutyContext, report: ReportBuilder, metrics_url: str,
+                             samples: dict[str, float]) -> None:
+    spec = ctx.spec
+    problems: list[str] = []
+    evaluations = evaluate_rules(spec.monitoring.alert_rules, samples)
+    report.evidence("check", Evidence(kind="metric", source=metrics_url,
+                                      summary="; ".join(e.describe() for e in evaluations),
+                                      data={"rules": [asdict(e) | {"firing": e.firing, "missing": e.missing}
+                                                      for e in evaluations]}))
+    if not samples:
+        problems.append(f"no samples from {metrics_url}: alert rules cannot be evaluated")
+    missing = [e for e in evaluations if e.missing]
+    problems.extend(e.describe() for e in missing if samples)
+    firing = [e for e in evaluations if e.firing]
+    for evaluation in firing:
+        issue = f"alert {evaluation.describe()}"
+        problems.append(issue)
+        report.block(issue)
+    report.metrics["alerts_firing"] = float(len(firing))
+    report.metrics["alert_rules_missing_metric"] = float(len(missing))
+    try:
+        delivery = notify.send(spec, ctx.paths.home, event="monitoring_test", severity="info",
+                               subject=f"{spec.service} {ctx.version}: monitoring test notification",
+                               body=f"Alert rules {', '.join(r.name for r in spec.monitoring.alert_rules)} are "
+                                    f"active for {spec.service} {ctx.version}; this is a test of the channel.",
+                               run_id=ctx.run_id)
+        report.evidence("check", delivery)
+        report.facts["notification_channel"] = delivery.source
+    except (OSError, ValueError) as exc:
+        problems.append(f"notification channel {spec.notifications.channel.path} failed: {exc}")
+    report.verdict("check", not problems, "; ".join(problems) or
+                   f"all {len(evaluations)} rule metrics present and quiet; test notification delivered to "
+                   f"{report.facts.get('notification_channel')}")

@@ -1,0 +1,412 @@
+"""Test doubles for the phase 5-8 duties: a fake service and a fake blue/green target on loopback.
+
+Imported explicitly by ``test_deployment``, ``test_testing``, ``test_observability`` and
+``test_post_deployment`` (``tests/duties/conftest.py`` belongs to the earlier phases).
+
+:class:`FakeService` behaves like the demo service (``/healthz``, ``/version``, ``/api/items``,
+``/metrics``) with knobs for every failure the duties must detect. :class:`FakeTarget` runs one
+stdlib HTTP server per slot plus a router server that forwards to the active slot, all bound to
+127.0.0.1 on free ports and stopped by the fixture.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gendev_release.catalogue import step_by_id
+from gendev_release.context import DutyContext, RunPaths
+from gendev_release.duties.base import DUTIES
+from gendev_release.errors import TargetError
+from gendev_release.report import AgentReport, ReportBuilder, Verification
+from gendev_release.spec import ReleaseSpec, parse_spec, run_params
+from gendev_release.targets.base import ResourceChange, SlotInfo, Target, TargetStatus
+
+os.environ.setdefault("GENDEV_MAX_LIFETIME", "300")
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_SPEC = REPO / "dags" / "releases" / "demo.yaml"
+RUN_ID = "manual__2026-01-05T10:00:00+00:00"
+STEP_MODULES = {
+    "execute_strategy": "gendev_release.duties.deployment", "monitoring_alerts": "gendev_release.duties.deployment",
+    "smoke_tests": "gendev_release.duties.testing", "qa": "gendev_release.duties.testing",
+    "observability": "gendev_release.duties.observability", "performance": "gendev_release.duties.observability",
+    "release_notes": "gendev_release.duties.post_deployment", "training": "gendev_release.duties.post_deployment",
+}
+
+Response = tuple[int, dict[str, str], bytes]
+
+
+# ================================================================================ fake service
+class FakeService:
+    """One version of a demo-like service, with knobs for the failures the duties must catch.
+
+    :param broken: ``/healthz`` answers 503 (also when the version ends ``-broken``, as in the demo).
+    :param flap: ``/healthz`` alternates 200 and 503.
+    :param slow_ms: added latency on every non-metrics request (like ``-slow``).
+    :param error_every: every n-th ``/api`` or ``/version`` request answers 500 (4 for ``-errors``).
+    :param metric_overrides: fixed values for exposed metrics (name -> value).
+    :param drop_metrics: metric names left out of ``/metrics``.
+    :param freeze_counter: the request counter never moves (stale samples).
+    :param metrics_status: status of ``/metrics``.
+    """
+
+    def __init__(self, version: str, *, broken: bool = False, flap: bool = False, slow_ms: float = 0.0,
+                 error_every: int = 0, metric_overrides: dict[str, float] | None = None,
+                 drop_metrics: tuple[str, ...] = (), freeze_counter: bool = False, metrics_status: int = 200,
+                 security_headers: bool = True, items: list[dict[str, Any]] | None = None) -> None:
+        self.version = version
+        self.broken = broken or version.endswith("-broken")  # as the demo service does
+        self.flap = flap
+        self.slow_ms = slow_ms
+        self.error_every = error_every or (4 if version.endswith("-errors") else 0)
+        self.metric_overrides = dict(metric_overrides or {})
+        self.drop_metrics = drop_metrics
+        self.freeze_counter = freeze_counter
+        self.metrics_status = metrics_status
+        self.security_headers = security_headers
+        self.items = items if items is not None else [{"id": 1, "name": "alpha"}, {"id": 2, "name": "beta"}]
+        self.requests_total = 0
+        self.errors_total = 0
+        self.counted = 0
+        self.health_calls = 0
+        self.latencies: deque[float] = deque(maxlen=200)
+        self.lock = threading.Lock()
+
+    def respond(self, path: str) -> Response:
+        started = time.monotonic()
+        path = path.split("?", 1)[0]
+        if path == "/metrics":
+            return self._metrics()
+        if self.slow_ms:
+            time.sleep(self.slow_ms / 1000.0)
+        status, body, ctype = self._route(path)
+        with self.lock:
+            self.requests_total += 1
+            if status >= 500:
+                self.errors_total += 1
+            self.latencies.append(time.monotonic() - started)
+        headers = {"Content-Type": ctype}
+        if self.security_headers:
+            headers.update({"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"})
+        return status, headers, body
+
+    def _route(self, path: str) -> tuple[int, bytes, str]:
+        if path == "/healthz":
+            with self.lock:
+                self.health_calls += 1
+                flapped = self.flap and self.health_calls % 2 == 0
+            if self.broken or flapped:
+                return 503, b"unhealthy", "text/plain"
+            return 200, b"ok", "text/plain"
+        if path == "/version" or path.startswith("/api/"):
+            if self.error_every:
+                with self.lock:
+                    self.counted += 1
+                    fail = self.counted % self.error_every == 0
+                if fail:
+                    return 500, b'{"error": "injected"}', "application/json"
+            if path == "/version":
+                return 200, json.dumps({"service": "demo", "version": self.version}).encode(), "application/json"
+            if path == "/api/items":
+                return 200, json.dumps(self.items).encode(), "application/json"  # a bare list, as the demo
+        return 404, b'{"error": "not found"}', "application/json"
+
+    def metric_values(self) -> dict[str, float]:
+        with self.lock:
+            latencies = sorted(self.latencies)
+            requests = 5.0 if self.freeze_counter else float(self.requests_total)
+            ratio = self.errors_total / self.requests_total if self.requests_total else 0.0
+        p95 = latencies[max(0, int(0.95 * len(latencies) + 0.999) - 1)] if latencies else 0.0
+        values = {"demo_http_requests_total": requests, "demo_http_error_ratio": ratio,
+                  "demo_http_request_p95_seconds": p95, **self.metric_overrides}
+        return {name: value for name, value in values.items() if name not in self.drop_metrics}
+
+    def _metrics(self) -> Response:
+        if self.metrics_status != 200:
+            return self.metrics_status, {"Content-Type": "text/plain"}, b"unavailable"
+        lines = []
+        for name, value in self.metric_values().items():
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines += [f"# HELP {name} {name}", f"# TYPE {name} {kind}", f'{name}{{service="demo"}} {value}']
+        return 200, {"Content-Type": "text/plain; version=0.0.4"}, ("\n".join(lines) + "\n").encode()
+
+
+class LoopbackServer:
+    """A stdlib HTTP server on 127.0.0.1 (free port) answering through ``responder(path)``."""
+
+    def __init__(self, responder: Callable[[str], Response]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+                status, headers, body = responder(self.path)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+# ================================================================================= fake target
+class FakeTarget(Target):
+    """Blue/green slots behind a router, in process. Records every switch."""
+
+    kind = "fake"
+
+    def __init__(self, service: str = "demo") -> None:
+        self.service = service
+        self.slots: dict[str, tuple[FakeService, LoopbackServer]] = {}
+        self.active: str | None = None
+        self.previous: str | None = None
+        self.staged: str | None = None
+        self.switched_by_run: str | None = None
+        self.switch_calls: list[tuple[str, str]] = []
+        self.switch_gap_seconds = 0.0
+        self.switch_error: str | None = None
+        self.router_enabled = True
+        self._gap = False
+        self.router = LoopbackServer(self._route)
+
+    # -- setup helpers
+    def add_slot(self, slot: str, service: FakeService) -> SlotInfo:
+        if slot in self.slots:
+            self.slots[slot][1].stop()
+        self.slots[slot] = (service, LoopbackServer(service.respond))
+        return self._info(slot)
+
+    def service_of(self, slot: str) -> FakeService:
+        return self.slots[slot][0]
+
+    def slot_url(self, slot: str) -> str:
+        return self.slots[slot][1].url
+
+    def _info(self, slot: str | None) -> SlotInfo | None:
+        if slot is None or slot not in self.slots:
+            return None
+        return SlotInfo(slot=slot, version=self.slots[slot][0].version, url=self.slots[slot][1].url, pid=os.getpid())
+
+    def _route(self, path: str) -> Response:
+        if self._gap:
+            return 503, {"Content-Type": "text/plain"}, b"switching"
+        if self.active is None:
+            return 502, {"Content-Type": "text/plain"}, b"no active slot"
+        return self.slots[self.active][0].respond(path)
+
+    # -- Target interface
+    def status(self) -> TargetStatus:
+        return TargetStatus(service=self.service, router_url=self.url(), active=self._info(self.active),
+                            previous=self._info(self.previous), staged=self._info(self.staged),
+                            weights={self.active: 100} if self.active else {}, switched_by_run=self.switched_by_run)
+
+    def url(self) -> str | None:
+        return self.router.url if self.router_enabled else None
+
+    def plan(self, version: str) -> list[ResourceChange]:
+        return []
+
+    def stage(self, version: str, run_id: str) -> SlotInfo:
+        raise NotImplementedError("tests stage slots with add_slot()")
+
+    def switch(self, slot: str, run_id: str) -> TargetStatus:
+        self.switch_calls.append((slot, run_id))
+        if self.switch_error:
+            raise TargetError(self.switch_error)
+        if self.switch_gap_seconds:
+            self._gap = True
+            time.sleep(self.switch_gap_seconds)
+        self.previous, self.active, self.staged = self.active, slot, None
+        self.switched_by_run = run_id
+        self._gap = False
+        return self.status()
+
+    def rollback(self, run_id: str) -> TargetStatus:
+        if self.previous is None:
+            raise TargetError("nothing to roll back to")
+        self.active, self.previous = self.previous, self.active
+        self.switched_by_run = run_id
+        return self.status()
+
+    def withdraw(self, run_id: str) -> TargetStatus:
+        self.active = None
+        self.switched_by_run = run_id
+        return self.status()
+
+    def discard_staged(self, run_id: str) -> None:
+        self.staged = None
+
+    def down(self) -> list[str]:
+        stopped = list(self.slots)
+        self.close()
+        return stopped
+
+    def close(self) -> None:
+        for _, server in self.slots.values():
+            server.stop()
+        self.slots.clear()
+        self.router.stop()
+
+
+# ============================================================================ spec and context
+FAST_SPEC: dict[str, Any] = {
+    "health": {"consecutive_successes": 3, "interval_seconds": 0.05, "timeout_seconds": 1.5},
+    "monitoring": {"observation_seconds": 0.3, "sample_interval_seconds": 0.1},
+    "load_test": {"requests": 40, "concurrency": 4},
+    "qa": {"benchmark_requests": 20},
+}
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def make_spec(spec_dir: Path, overrides: dict[str, Any] | None = None) -> ReleaseSpec:
+    """The demo spec with fast timings, written to ``spec_dir`` (so relative paths resolve there)."""
+    data = yaml.safe_load(DEMO_SPEC.read_text(encoding="utf-8"))
+    data = _merge(_merge(data, FAST_SPEC), overrides or {})
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    path = spec_dir / "demo.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return parse_spec(data, str(path), path)
+
+
+def make_ctx(tmp_path: Path, target: Target, overrides: dict[str, Any] | None = None,
+             version: str = "1.1.0") -> DutyContext:
+    spec = make_spec(tmp_path / "spec", overrides)
+    paths = RunPaths(home=tmp_path / "home", dag_id=spec.dag_id, run_id=RUN_ID)
+    paths.workdir.mkdir(parents=True, exist_ok=True)
+    return DutyContext(spec=spec, params=run_params(spec, {"version": version}), paths=paths, target=target)
+
+
+def save_report(ctx: DutyContext, step_id: str, facts: dict[str, Any] | None = None,
+                metrics: dict[str, float] | None = None) -> AgentReport:
+    """Store an earlier step's report of this run (only its facts and metrics matter here)."""
+    phase, step = step_by_id(step_id)
+    builder = ReportBuilder(phase, step, service=ctx.spec.service, version=ctx.version, run_id=ctx.run_id)
+    builder.facts.update(facts or {})
+    builder.metrics.update(metrics or {})
+    report = builder.finish()
+    ctx.store.save(report)
+    return report
+
+
+def run_step(ctx: DutyContext, step_id: str) -> AgentReport:
+    """Run one builtin duty like :func:`run_duty` does, but let a crash surface in the test."""
+    importlib.import_module(STEP_MODULES[step_id])
+    phase, step = step_by_id(step_id)
+    builder = ReportBuilder(phase, step, service=ctx.spec.service, version=ctx.version, run_id=ctx.run_id)
+    DUTIES[step_id](ctx, builder)
+    report = builder.finish()
+    ctx.store.save(report)
+    return report
+
+
+def item(report: AgentReport, kind: str) -> Verification:
+    found = [v for v in report.verifications if v.kind == kind]
+    assert found, f"no {kind} item in {report.step_id}"
+    return found[0]
+
+
+def items(report: AgentReport) -> dict[str, bool]:
+    return {v.item_id: v.passed for v in report.verifications}
+
+
+def stage_new(ctx: DutyContext, target: FakeTarget, service: FakeService, slot: str = "green") -> SlotInfo:
+    """Stage ``service`` on ``slot`` and record it as the provisioning step would."""
+    info = target.add_slot(slot, service)
+    target.staged = slot
+    save_report(ctx, "provisioning", {"staged": info.as_dict()})
+    return info
+
+
+def go_live(target: FakeTarget, slot: str, service: FakeService, previous: tuple[str, FakeService] | None = None,
+            run_id: str = RUN_ID) -> None:
+    """Put ``service`` live on ``slot`` (optionally with a previous slot kept), as after a switch."""
+    if previous is not None:
+        target.add_slot(previous[0], previous[1])
+        target.previous = previous[0]
+    target.add_slot(slot, service)
+    target.active = slot
+    target.switched_by_run = run_id
+
+
+@pytest.fixture
+def fake_target() -> Iterator[FakeTarget]:
+    """Blue (1.0.0) takes traffic, switched by an earlier run; nothing staged."""
+    target = FakeTarget()
+    target.add_slot("blue", FakeService("1.0.0"))
+    target.active = "blue"
+    target.switched_by_run = "manual__earlier"
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+@pytest.fixture
+def empty_target() -> Iterator[FakeTarget]:
+    target = FakeTarget()
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+# ===================================================================== the real local target
+@pytest.fixture
+def local_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
+    """The real LocalTarget with the demo service: 1.0.0 live on loopback, switched by an earlier run.
+
+    Its home is ``tmp_path / "home"``, the one :func:`make_ctx` uses. Every process it started is
+    stopped afterwards (and dies by itself after GENDEV_MAX_LIFETIME anyway).
+    """
+    local = pytest.importorskip("gendev_release.targets.local")
+    pytest.importorskip("gendev_release.demo.service")
+    pytest.importorskip("gendev_release.demo.router")
+    monkeypatch.setenv("GENDEV_MAX_LIFETIME", "300")
+    spec = make_spec(tmp_path / "spec")
+    target = local.LocalTarget(spec.target, spec.service, tmp_path / "home")
+    try:
+        first = target.stage("1.0.0", "manual__earlier")
+        target.switch(first.slot, "manual__earlier")
+        yield target
+    finally:
+        target.down()
+
+
+def stage_real(ctx: DutyContext, target: Target) -> SlotInfo:
+    """Stage this run's version on the real target and record it as the provisioning step does."""
+    info = target.stage(ctx.version, ctx.run_id)
+    save_report(ctx, "provisioning", {"staged": info.as_dict()})
+    return info

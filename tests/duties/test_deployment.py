@@ -1,0 +1,424 @@
+"""Phase 5: execute_strategy (blue-green, the only traffic move) and monitoring_alerts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gendev_release.duties import deployment
+from gendev_release.duties.deployment import (
+    ObservedRequest,
+    alert_rules_document,
+    audit_alert_rules,
+    count_failed,
+    evaluate_rules,
+    request_counter,
+    trailing_streak,
+    wait_for_streak,
+)
+from gendev_release.probes import CheckResult, HttpResult
+
+try:
+    from _late_fixtures import (  # noqa: F401 (fixtures are used by name)
+        RUN_ID,
+        FakeService,
+        FakeTarget,
+        empty_target,
+        fake_target,
+        go_live,
+        item,
+        items,
+        local_target,
+        make_ctx,
+        run_step,
+        save_report,
+        stage_new,
+        stage_real,
+    )
+except ImportError:  # tests/duties became a package
+    from tests.duties._late_fixtures import (  # noqa: F401
+        RUN_ID,
+        FakeService,
+        FakeTarget,
+        empty_target,
+        fake_target,
+        go_live,
+        item,
+        items,
+        local_target,
+        make_ctx,
+        run_step,
+        save_report,
+        stage_new,
+        stage_real,
+    )
+
+ALL_CHECKS = {"blue_green": {"pre_switch_checks": None}}
+
+
+def _log(ctx) -> list[dict]:
+    path = ctx.paths.workdir / "deploy" / "strategy-log.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# ========================================================================== execute_strategy
+def test_blue_green_switch_with_zero_failed_requests_passes(tmp_path, fake_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, fake_target)
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert report.status == "passed", report.blocking_issues
+    assert all(items(report).values())
+    assert fake_target.switch_calls == [("green", RUN_ID)]
+    assert fake_target.active == "green" and fake_target.previous == "blue"
+    assert report.facts["traffic_moved"] is True
+    assert report.facts["active"]["version"] == "1.1.0"
+    assert report.facts["previous"]["slot"] == "blue"
+    assert report.metrics["failed_switch_requests"] == 0
+    assert report.metrics["switch_requests_observed"] == 20
+    assert report.metrics["health_pass_pct"] == 100
+    # The observer saw the old version before the switch and the new one after it.
+    observed = next(e for e in item(report, "check").evidence if e.kind == "http" and "around the switch" in e.summary)
+    served = [r["served_version"] for r in observed.data["requests"]]
+    assert served[0] == "1.0.0" and served[-1] == "1.1.0"
+    assert [(e["step"], e["status"]) for e in _log(ctx)] == [
+        ("pre_switch_gate", "passed"), ("switch", "passed"), ("post_switch_checks", "passed")]
+    assert [d.name for d in report.deliverables] == ["strategy-log"]
+    gate = item(report, "verify")
+    assert "3 of 3 consecutive successes" in gate.detail and "version" in gate.detail
+
+
+def test_failed_pre_switch_gate_never_moves_traffic(tmp_path, fake_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, fake_target, ALL_CHECKS)
+    stage_new(ctx, fake_target, FakeService("1.1.0", broken=True))
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert report.status == "failed"
+    assert fake_target.switch_calls == []
+    assert fake_target.active == "blue"
+    assert report.facts["traffic_moved"] is False
+    verify = item(report, "verify")
+    assert not verify.passed
+    assert "/healthz answered 503, expected 200" in verify.detail
+    assert "0 of 3 consecutive successes" in verify.detail
+    check = item(report, "check")
+    assert not check.passed and "switch not attempted" in check.detail
+    assert any("traffic was not moved" in issue for issue in report.blocking_issues)
+    assert [(e["step"], e["status"]) for e in _log(ctx)] == [
+        ("pre_switch_gate", "failed"), ("switch", "skipped"), ("post_switch_checks", "skipped")]
+    assert item(report, "read").passed  # the log was written and read back
+
+
+def test_pre_switch_gate_needs_consecutive_successes(tmp_path, fake_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, fake_target, ALL_CHECKS)
+    stage_new(ctx, fake_target, FakeService("1.1.0", flap=True))  # /healthz: ok, 503, ok, 503, ...
+
+    report = run_step(ctx, "execute_strategy")
+
+    verify = item(report, "verify")
+    assert not verify.passed
+    assert "1 of 3 consecutive successes" in verify.detail or "0 of 3 consecutive successes" in verify.detail
+    assert fake_target.switch_calls == []
+    assert report.facts["traffic_moved"] is False
+
+
+def test_broken_version_fails_after_traffic_moved(tmp_path, fake_target: FakeTarget) -> None:
+    # demo.yaml gates the switch on /version only, so a -broken version reaches the router.
+    ctx = make_ctx(tmp_path, fake_target, version="1.1.0-broken")
+    stage_new(ctx, fake_target, FakeService("1.1.0-broken"), slot="green")
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert item(report, "verify").passed
+    check = item(report, "check")
+    assert not check.passed
+    assert "post-switch health 50 % < health_pass_pct 100 %" in check.detail
+    assert "healthz" in check.detail and "503" in check.detail
+    assert report.status == "failed"
+    assert report.facts["traffic_moved"] is True
+    assert report.facts["active"]["slot"] == "green"
+    assert (report.facts["previous"]["slot"], report.facts["previous"]["version"]) == ("blue", "1.0.0")
+    assert report.metrics["health_pass_pct"] == 50
+    assert _log(ctx)[-1]["status"] == "failed"
+
+
+def test_requests_failing_during_the_switch_block_the_step(tmp_path, fake_target: FakeTarget) -> None:
+    fake_target.switch_gap_seconds = 0.2  # the router answers 503 while it switches
+    ctx = make_ctx(tmp_path, fake_target)
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+
+    report = run_step(ctx, "execute_strategy")
+
+    failed = report.metrics["failed_switch_requests"]
+    assert failed > 0
+    check = item(report, "check")
+    assert not check.passed and "zero-downtime not met" in check.detail
+    assert any("failed during the switch" in issue for issue in report.blocking_issues)
+    assert report.facts["traffic_moved"] is True  # the switch itself did happen
+
+
+def test_target_refusing_the_switch_fails_the_check(tmp_path, fake_target: FakeTarget) -> None:
+    fake_target.switch_error = "router config could not be written"
+    ctx = make_ctx(tmp_path, fake_target)
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+
+    report = run_step(ctx, "execute_strategy")
+
+    check = item(report, "check")
+    assert not check.passed
+    assert "switch to green failed: TargetError: router config could not be written" in check.detail
+    assert "target shows active blue 1.0.0" in check.detail
+    assert report.facts["traffic_moved"] is False
+
+
+def test_rerun_by_the_same_run_does_not_switch_again(tmp_path, fake_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, fake_target)
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+    first = run_step(ctx, "execute_strategy")
+    assert first.status == "passed", first.blocking_issues
+
+    second = run_step(ctx, "execute_strategy")
+
+    assert second.status == "passed", second.blocking_issues
+    assert fake_target.switch_calls == [("green", RUN_ID)]
+    assert second.facts["rerun"] is True and second.facts["traffic_moved"] is True
+    assert second.metrics["failed_switch_requests"] == 0  # carried over from the first attempt
+    assert any("re-run" in finding for finding in second.findings)
+    assert [(e["step"], e["status"]) for e in _log(ctx)][1] == ("switch", "skipped")
+
+
+def test_first_release_counts_only_requests_after_the_switch(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, empty_target)
+    stage_new(ctx, empty_target, FakeService("1.0.0"), slot="blue")
+    ctx = make_ctx(tmp_path, empty_target, version="1.0.0")
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert report.status == "passed", report.blocking_issues
+    assert report.metrics["failed_switch_requests"] == 0  # the router's 502s before the switch are not downtime
+    assert any(f.startswith("first release: nothing served before the switch") for f in report.findings)
+    assert report.facts["previous"] is None and report.facts["active"]["slot"] == "blue"
+
+
+def test_first_release_still_counts_failures_after_the_switch(tmp_path, empty_target: FakeTarget) -> None:
+    # Every 4th /version answers 500: the gate's three pass, then the observer's requests hit failures.
+    ctx = make_ctx(tmp_path, empty_target, version="1.0.0-errors")
+    stage_new(ctx, empty_target, FakeService("1.0.0-errors"), slot="blue")
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert report.metrics["failed_switch_requests"] > 0
+    assert "zero-downtime not met [after@" in item(report, "check").detail
+
+
+def test_empty_pre_switch_checks_never_switch(tmp_path, fake_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, fake_target, {"blue_green": {"pre_switch_checks": []}})
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert "blue_green.pre_switch_checks is empty" in item(report, "verify").detail
+    assert fake_target.switch_calls == [] and report.facts["traffic_moved"] is False
+
+
+def test_missing_provisioning_report_fails_read_without_switching(tmp_path, fake_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, fake_target)
+
+    report = run_step(ctx, "execute_strategy")
+
+    read = item(report, "read")
+    assert not read.passed and "no provisioning report" in read.detail
+    assert not item(report, "verify").passed and not item(report, "check").passed
+    assert fake_target.switch_calls == [] and report.facts["traffic_moved"] is False
+
+
+def test_provisioning_of_another_version_fails_read(tmp_path, fake_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, fake_target)
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+    ctx = make_ctx(tmp_path, fake_target, version="1.2.0")
+
+    report = run_step(ctx, "execute_strategy")
+
+    read = item(report, "read")
+    assert not read.passed and "provisioning staged version '1.1.0'" in read.detail and "1.2.0" in read.detail
+    assert fake_target.switch_calls == []
+
+
+def test_staged_slot_gone_from_target_fails_read(tmp_path, fake_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, fake_target)
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+    fake_target.staged = None  # discarded since provisioning
+
+    report = run_step(ctx, "execute_strategy")
+
+    read = item(report, "read")
+    assert not read.passed and "target shows staged none" in read.detail
+    assert fake_target.switch_calls == []
+
+
+# --------------------------------------------------------------------------------- pure parts
+def _check(passed: bool) -> CheckResult:
+    return CheckResult("healthz", HttpResult("http://x/healthz", 200 if passed else 503, 0.001), passed,
+                       "ok" if passed else "answered 503")
+
+
+def test_trailing_streak() -> None:
+    assert trailing_streak([]) == 0
+    assert trailing_streak([True, False, True, True]) == 2
+    assert trailing_streak([True, True, False]) == 0
+
+
+def test_wait_for_streak_is_bounded_by_the_timeout() -> None:
+    now = [0.0]
+    outcomes = iter([True, True, False, True, True, True])
+    gate = wait_for_streak(lambda: [_check(next(outcomes))], required=3, interval=1.0, timeout=10.0,
+                           clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert gate.passed and len(gate.attempts) == 6 and gate.streak == 3
+
+    now[0] = 0.0
+    failing = wait_for_streak(lambda: [_check(False)], required=2, interval=1.0, timeout=3.0,
+                              clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert not failing.passed and len(failing.attempts) == 4 and failing.elapsed <= 3.0  # t = 0, 1, 2, 3
+    assert "0 of 2 consecutive successes" in failing.describe("slot green")
+
+
+def test_count_failed_counts_no_answer_and_5xx_only() -> None:
+    requests = [ObservedRequest("before", 0, 200, 0.001, "1.0.0"),
+                ObservedRequest("during", 0.01, None, 0.0, None, "refused"),
+                ObservedRequest("during", 0.02, 502, 0.001, None), ObservedRequest("after", 0.03, 404, 0.001, None)]
+    assert count_failed(requests) == 2
+
+
+# ========================================================================= monitoring_alerts
+def test_monitoring_alerts_pass_with_fresh_samples_and_quiet_rules(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0"))
+    ctx = make_ctx(tmp_path, empty_target)
+
+    report = run_step(ctx, "monitoring_alerts")
+
+    assert report.status == "passed", report.blocking_issues
+    rules = json.loads((ctx.paths.workdir / "monitoring" / "alert-rules.json").read_text())
+    assert [r["expr"] for r in rules["groups"][0]["rules"]] == [
+        "demo_http_error_ratio > 0.01", "demo_http_request_p95_seconds > 0.25"]
+    assert "demo_http_requests_total" in item(report, "verify").detail
+    channel = ctx.paths.home / "notifications" / "demo.jsonl"
+    message = json.loads(channel.read_text().splitlines()[-1])
+    assert message["severity"] == "info" and message["event"] == "monitoring_test"
+    assert report.metrics["alerts_firing"] == 0
+    assert [d.name for d in report.deliverables] == ["alert-rules"]
+
+
+def test_firing_alert_rule_is_a_blocker(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0", metric_overrides={"demo_http_error_ratio": 0.2}))
+    ctx = make_ctx(tmp_path, empty_target)
+
+    report = run_step(ctx, "monitoring_alerts")
+
+    check = item(report, "check")
+    assert not check.passed
+    assert "rule error-rate: demo_http_error_ratio=0.2 > 0.01 is firing" in check.detail
+    assert any("error-rate" in issue and "firing" in issue for issue in report.blocking_issues)
+    assert report.metrics["alerts_firing"] == 1
+
+
+def test_rule_on_a_missing_metric_fails_check(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0", drop_metrics=("demo_http_request_p95_seconds",)))
+    ctx = make_ctx(tmp_path, empty_target)
+
+    report = run_step(ctx, "monitoring_alerts")
+
+    check = item(report, "check")
+    assert not check.passed
+    assert "rule latency-p95: metric demo_http_request_p95_seconds is missing" in check.detail
+
+
+def test_stale_request_counter_fails_verify(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0", freeze_counter=True))
+    ctx = make_ctx(tmp_path, empty_target)
+
+    report = run_step(ctx, "monitoring_alerts")
+
+    verify = item(report, "verify")
+    assert not verify.passed and "demo_http_requests_total did not increase between scrapes (5 -> 5)" in verify.detail
+
+
+def test_metrics_endpoint_error_fails_verify(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0", metrics_status=500))
+    ctx = make_ctx(tmp_path, empty_target)
+
+    report = run_step(ctx, "monitoring_alerts")
+
+    verify = item(report, "verify")
+    assert not verify.passed and "/metrics answered 500, expected 200" in verify.detail
+    assert not item(report, "check").passed
+
+
+def test_alert_rule_file_read_back_must_match_the_spec(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, empty_target)
+    document = alert_rules_document(ctx.spec)
+    assert audit_alert_rules(document, ctx.spec.monitoring.alert_rules) == []
+    document["groups"][0]["rules"][0]["expr"] = "demo_http_error_ratio > 0.5"
+    del document["groups"][0]["rules"][1]
+    problems = audit_alert_rules(document, ctx.spec.monitoring.alert_rules)
+    assert problems == ["rule error-rate: file says demo_http_error_ratio > 0.5, "
+                        "spec says demo_http_error_ratio > 0.01",
+                        "rule latency-p95 is missing from the rule file"]
+
+
+def test_request_counter_prefers_requests_total() -> None:
+    text = ("# TYPE app_request_errors_total counter\napp_request_errors_total 3\n"
+            "# TYPE app_requests_total counter\n"
+            'app_requests_total{code="200"} 10\napp_requests_total{code="500"} 2\n')
+    assert request_counter(text) == ("app_requests_total", 12.0)
+    assert request_counter("up 1\n") is None
+
+
+def test_evaluate_rules_reports_firing_and_missing(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, empty_target)
+    evaluations = evaluate_rules(ctx.spec.monitoring.alert_rules, {'demo_http_error_ratio{path="/a"}': 0.0,
+                                                                  'demo_http_error_ratio{path="/b"}': 0.5})
+    assert evaluations[0].firing and evaluations[0].worst == 0.5
+    assert evaluations[1].missing and not evaluations[1].firing
+
+
+@pytest.mark.parametrize("op,value,fires", [(">", 1.0, False), (">=", 1.0, True), ("<", 0.5, True), ("<=", 2.0, False)])
+def test_breaches(op: str, value: float, fires: bool) -> None:
+    assert deployment.breaches(value, op, 1.0) is fires
+
+
+# ==================================================================== the real local target
+def test_real_local_target_switches_without_downtime(tmp_path, local_target) -> None:
+    ctx = make_ctx(tmp_path, local_target)
+    staged = stage_real(ctx, local_target)
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert report.status == "passed", report.blocking_issues
+    status = local_target.status()
+    assert (status.active.slot, status.active.version) == (staged.slot, "1.1.0")
+    assert status.previous.version == "1.0.0" and status.switched_by_run == RUN_ID
+    assert report.metrics["failed_switch_requests"] == 0 and report.metrics["switch_requests_observed"] == 20
+
+    monitoring = run_step(ctx, "monitoring_alerts")
+    assert monitoring.status == "passed", monitoring.blocking_issues
+
+    again = run_step(ctx, "execute_strategy")  # a retried task: no second switch
+    assert again.status == "passed" and again.facts["rerun"] is True
+    assert [h["action"] for h in local_target.status().history].count("switch") == 2  # 1.0.0 and 1.1.0
+
+
+def test_real_local_target_broken_version_fails_after_the_switch(tmp_path, local_target) -> None:
+    ctx = make_ctx(tmp_path, local_target, version="1.1.0-broken")
+    stage_real(ctx, local_target)
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert item(report, "verify").passed  # demo.yaml gates the switch on /version only
+    check = item(report, "check")
+    assert not check.passed and "healthz" in check.detail and "answered 503, expected 200" in check.detail
+    assert report.facts["traffic_moved"] is True
+    assert local_target.status().active.version == "1.1.0-broken"
+    assert report.facts["previous"]["version"] == "1.0.0"

@@ -1,0 +1,283 @@
+"""Phase 8: release_notes (every commit once, two audiences) and training (a KB entry per feature)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from gendev_release.duties import post_deployment
+from gendev_release.duties.post_deployment import audit_commits, index_rows, render_release_notes, sections
+
+try:
+    from _late_fixtures import (  # noqa: F401 (fixtures are used by name)
+        FakeTarget,
+        empty_target,
+        item,
+        make_ctx,
+        run_step,
+        save_report,
+    )
+except ImportError:  # tests/duties became a package
+    from tests.duties._late_fixtures import (  # noqa: F401
+        FakeTarget,
+        empty_target,
+        item,
+        make_ctx,
+        run_step,
+        save_report,
+    )
+
+
+def _sha(n: int) -> str:
+    return hashlib.sha1(str(n).encode()).hexdigest()
+
+
+COMMITS: list[dict[str, Any]] = [
+    {"sha": _sha(1), "subject": "feat(api): add item search", "type": "feat", "scope": "api", "breaking": False,
+     "files": ["gendev_release/demo/search.py", "tests/test_search.py"]},
+    {"sha": _sha(2), "subject": "fix(api): handle an empty item list", "type": "fix", "scope": "api",
+     "breaking": False, "files": ["gendev_release/demo/service.py"]},
+    {"sha": _sha(3), "subject": "feat(ui)!: new checkout flow", "type": "feat", "scope": "ui", "breaking": True,
+     "files": ["ui/checkout.js"]},
+    {"sha": _sha(4), "subject": "docs: update the runbook", "type": "docs", "scope": None, "breaking": False,
+     "files": ["dags/releases/demo/runbook.md"]},
+    {"sha": _sha(5), "subject": f"Revert {_sha(9)[:7]} by hand", "type": "other", "scope": None, "breaking": False,
+     "files": []},
+]
+FROM_SHA, SOURCE_SHA = _sha(100), _sha(5)
+
+
+def _ctx(tmp_path, target, commits: list[dict[str, Any]] | None = None):
+    ctx = make_ctx(tmp_path, target)
+    save_report(ctx, "risk_assessment", {"commits": COMMITS if commits is None else commits,
+                                         "from_sha": FROM_SHA, "source_sha": SOURCE_SHA})
+    return ctx
+
+
+def _notes(ctx) -> str:
+    return (ctx.paths.workdir / "docs" / "release-notes.md").read_text(encoding="utf-8")
+
+
+# ============================================================================== release notes
+def test_release_notes_account_for_every_commit_for_two_audiences(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = _ctx(tmp_path, empty_target)
+
+    report = run_step(ctx, "release_notes")
+
+    assert report.status == "passed", report.blocking_issues
+    text = _notes(ctx)
+    parts = sections(text)
+    assert parts["Summary"].startswith("Version 1.1.0 of demo contains 5 changes: 1 new feature, 1 fix, "
+                                       "1 breaking change and 2 other changes.")
+    assert "- New checkout flow" in parts["Summary"] and "- Add item search" in parts["Summary"]
+    grouped = "\n".join(parts[f"Technical details/{group}"] for group in post_deployment.GROUPS)
+    for commit in COMMITS:
+        assert grouped.count(f"`{commit['sha'][:12]}`") == 1
+        assert commit["sha"][:7] not in parts["Summary"]
+    assert f"`{_sha(3)[:12]}` **ui**" in parts["Technical details/Breaking changes"]
+    assert "`ui/checkout.js`" in parts["Technical details/Breaking changes"]
+    assert parts["Technical details/Fixes"].count("`") == 4  # one sha and one file
+    assert item(report, "verify").detail == ("all 5 commit(s) listed exactly once: Breaking changes 1, Features 1, "
+                                             "Fixes 1, Other 2")
+    assert report.metrics["breaking"] == 1
+    assert [d.name for d in report.deliverables] == ["release-notes"]
+
+
+def test_missing_risk_report_fails_read(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, empty_target)
+
+    report = run_step(ctx, "release_notes")
+
+    assert not item(report, "read").passed
+    assert "no risk_assessment report in this run" in item(report, "read").detail
+    assert not (ctx.paths.workdir / "docs" / "release-notes.md").exists()
+
+
+def test_commit_missing_from_the_notes_fails_verify(tmp_path, empty_target: FakeTarget, monkeypatch) -> None:
+    ctx = _ctx(tmp_path, empty_target)
+    render = post_deployment.render_release_notes
+
+    def lossy(spec, version, changes):
+        return "\n".join(ln for ln in render(spec, version, changes).splitlines() if _sha(2)[:12] not in ln) + "\n"
+
+    monkeypatch.setattr(post_deployment, "render_release_notes", lossy)
+
+    report = run_step(ctx, "release_notes")
+
+    verify = item(report, "verify")
+    assert not verify.passed
+    assert verify.detail == f"commit(s) missing from the notes: {_sha(2)[:12]} ('fix(api): handle an empty item list')"
+
+
+def test_commit_listed_twice_fails_verify(tmp_path, empty_target: FakeTarget, monkeypatch) -> None:
+    ctx = _ctx(tmp_path, empty_target)
+    render = post_deployment.render_release_notes
+
+    def doubled(spec, version, changes):
+        text = render(spec, version, changes)
+        line = next(ln for ln in text.splitlines() if _sha(1)[:12] in ln)
+        return text.replace("### Other\n", f"### Other\n\n{line}\n")
+
+    monkeypatch.setattr(post_deployment, "render_release_notes", doubled)
+
+    report = run_step(ctx, "release_notes")
+
+    assert "listed more than once" in item(report, "verify").detail
+    assert "['Features', 'Other']" in item(report, "verify").detail
+
+
+def test_misgrouped_commit_is_named() -> None:
+    text = f"## Technical details\n### Features\n- `{_sha(2)[:12]}` fix\n### Fixes\n_none_\n"
+    audit = audit_commits(text, COMMITS[1:2])
+    assert audit.misgrouped == [f"commit {_sha(2)[:12]} ('fix(api): handle an empty item list') is under Features, "
+                                "expected Fixes"]
+
+
+def test_hashes_in_the_summary_fail_check(tmp_path, empty_target: FakeTarget, monkeypatch) -> None:
+    ctx = _ctx(tmp_path, empty_target)
+    render = post_deployment.render_release_notes
+    monkeypatch.setattr(post_deployment, "render_release_notes",
+                        lambda spec, version, changes: render(spec, version, changes).replace(
+                            "## Summary\n", f"## Summary\n\nBuilt from {SOURCE_SHA[:10]}.\n"))
+
+    report = run_step(ctx, "release_notes")
+
+    check = item(report, "check")
+    assert not check.passed
+    assert f"the Summary contains commit hashes ['{SOURCE_SHA[:10]}']" in check.detail
+
+
+def test_notes_without_a_technical_section_fail_check(tmp_path, empty_target: FakeTarget, monkeypatch) -> None:
+    ctx = _ctx(tmp_path, empty_target)
+    render = post_deployment.render_release_notes
+    monkeypatch.setattr(post_deployment, "render_release_notes",
+                        lambda spec, version, changes: render(spec, version, changes).split("## Technical details")[0])
+
+    report = run_step(ctx, "release_notes")
+
+    assert "no 'Technical details' section" in item(report, "check").detail
+    assert not item(report, "verify").passed
+
+
+def test_technical_entry_must_name_scope_and_files(tmp_path, empty_target: FakeTarget, monkeypatch) -> None:
+    ctx = _ctx(tmp_path, empty_target)
+    render = post_deployment.render_release_notes
+    monkeypatch.setattr(post_deployment, "render_release_notes",
+                        lambda spec, version, changes: render(spec, version, changes).replace("`ui/checkout.js`", ""))
+
+    report = run_step(ctx, "release_notes")
+
+    assert f"technical entry of {_sha(3)[:12]} lacks ui/checkout.js" in item(report, "check").detail
+
+
+def test_release_without_commits_says_so(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = _ctx(tmp_path, empty_target, commits=[])
+
+    report = run_step(ctx, "release_notes")
+
+    assert report.status == "passed", report.blocking_issues
+    assert "contains no code changes since the previous release (0 changes)" in _notes(ctx)
+
+
+def test_first_release_notes_name_the_range(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, empty_target)
+    changes = {"commits": COMMITS, "from_sha": None, "source_sha": SOURCE_SHA}
+    text = render_release_notes(ctx.spec, "1.1.0", changes)
+    assert f"up to `{SOURCE_SHA[:12]}` (first release)" in text
+
+
+# =================================================================================== training
+def _kb(ctx):
+    return ctx.paths.workdir / "docs" / "kb"
+
+
+def test_training_writes_an_entry_per_feature_with_scope_per_audience(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = _ctx(tmp_path, empty_target)
+
+    report = run_step(ctx, "training")
+
+    assert report.status == "passed", report.blocking_issues
+    assert sorted(p.name for p in _kb(ctx).glob("*.md")) == ["add-item-search.md", "index.md", "new-checkout-flow.md"]
+    entry = sections((_kb(ctx) / "new-checkout-flow.md").read_text())
+    assert set(entry) >= {"What it is", "For end-users", "For support", "For engineering", "Technical reference"}
+    rows = index_rows((_kb(ctx) / "index.md").read_text())
+    assert list(rows) == ["end-users", "support", "engineering"]
+    assert all(len(cells) == 2 and all(cells) for cells in rows.values())
+    assert item(report, "verify").detail == "every new feature (2) has a KB entry"
+    assert {d.name for d in report.deliverables} == {"kb-index", "kb-add-item-search", "kb-new-checkout-flow"}
+
+
+def test_release_without_features_needs_no_entries(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = _ctx(tmp_path, empty_target, commits=[c for c in COMMITS if c["type"] != "feat"])
+
+    report = run_step(ctx, "training")
+
+    assert report.status == "passed", report.blocking_issues
+    verify = item(report, "verify")
+    assert verify.detail == "no new features: no KB entries needed"
+    commit_list = next(e for e in item(report, "read").evidence if e.kind == "git")
+    assert [c["sha"] for c in commit_list.data["commits"]] == [_sha(2), _sha(4), _sha(5)]
+    index = (_kb(ctx) / "index.md").read_text()
+    assert "No new features: no KB entries needed." in index
+    assert list(index_rows(index)) == ["end-users", "support", "engineering"]
+
+
+def test_feature_without_entry_fails_verify(tmp_path, empty_target: FakeTarget, monkeypatch) -> None:
+    ctx = _ctx(tmp_path, empty_target)
+    write = post_deployment.write_kb_entry
+    monkeypatch.setattr(post_deployment, "write_kb_entry",
+                        lambda path, text: None if path.name == "new-checkout-flow.md" else write(path, text))
+
+    report = run_step(ctx, "training")
+
+    verify = item(report, "verify")
+    assert not verify.passed
+    assert verify.detail == f"feature(s) without a KB entry: {_sha(3)[:12]} (New checkout flow)"
+
+
+def test_entry_without_an_audience_fails_check(tmp_path, empty_target: FakeTarget, monkeypatch) -> None:
+    ctx = _ctx(tmp_path, empty_target)
+    render = post_deployment.render_kb_entry
+
+    def no_support(spec, version, commit, audiences):
+        return render(spec, version, commit, [a for a in audiences if a != "support"])
+
+    monkeypatch.setattr(post_deployment, "render_kb_entry", no_support)
+
+    report = run_step(ctx, "training")
+
+    check = item(report, "check")
+    assert not check.passed
+    assert "add-item-search.md states no scope for support" in check.detail
+    assert "new-checkout-flow.md states no scope for support" in check.detail
+
+
+def test_index_missing_an_audience_row_fails_check(tmp_path, empty_target: FakeTarget, monkeypatch) -> None:
+    ctx = _ctx(tmp_path, empty_target, commits=[])
+    render = post_deployment.render_kb_index
+    monkeypatch.setattr(post_deployment, "render_kb_index",
+                        lambda spec, version, entries, audiences, commits: render(spec, version, entries,
+                                                                                  audiences[:-1], commits))
+
+    report = run_step(ctx, "training")
+
+    assert "index.md has no row for audience engineering" in item(report, "check").detail
+
+
+def test_stale_entries_of_an_earlier_attempt_are_removed(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = _ctx(tmp_path, empty_target)
+    _kb(ctx).mkdir(parents=True)
+    (_kb(ctx) / "old-feature.md").write_text(f"# Old\n\nFeature-Commit: {_sha(77)}\n")
+
+    report = run_step(ctx, "training")
+
+    assert report.status == "passed", report.blocking_issues
+    assert not (_kb(ctx) / "old-feature.md").exists()
+
+
+def test_training_without_risk_report_fails_read(tmp_path, empty_target: FakeTarget) -> None:
+    ctx = make_ctx(tmp_path, empty_target)
+
+    report = run_step(ctx, "training")
+
+    assert "no risk_assessment report in this run" in item(report, "read").detail
