@@ -193,7 +193,7 @@ def audit_audiences(text: str, version: str, changes: dict[str, Any]) -> list[st
         problems.append("no 'Technical details' section")
     else:
         for commit in commits:
-            line = next((ln for ln in technical.splitlines() if f"`{short(commit['sha'])}`" in ln), "")
+            line = next((ln for ln in technical.splitlines() if ln.startswith(f"- `{short(commit['sha'])}`")), "")
             if not line:
                 continue  # reported by the commit audit
             absent = [f for f in (commit.get("files") or [])[:MAX_FILES_LISTED] if f"`{f}`" not in line]

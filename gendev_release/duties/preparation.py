@@ -243,7 +243,7 @@ DEPENDENCY_FILE_PATTERNS: tuple[str, ...] = (
 _FIELD = "\x1f"  # unit separator between the fields of one commit
 _RECORD = "\x1e"  # record separator before each commit
 GIT_LOG_FORMAT = "%x1e%H%x1f%s%x1f%b%x1f"
-_CONVENTIONAL_RE = re.compile(r"^(?P<type>[A-Za-z]+)(?:\((?P<scope>[^()]*)\))?(?P<bang>!)?:\s*(?P<desc>.+)$")
+_CONVENTIONAL_RE = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^()]*)\))?(?P<bang>!)?:\s*(?P<desc>.+)$")  # types are lower-case
 _BREAKING_RE = re.compile(r"^BREAKING[ -]CHANGE:", re.MULTILINE)
 
 

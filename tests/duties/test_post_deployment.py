@@ -281,3 +281,14 @@ def test_training_without_risk_report_fails_read(tmp_path, empty_target: FakeTar
     report = run_step(ctx, "training")
 
     assert "no risk_assessment report in this run" in item(report, "read").detail
+
+
+def test_newest_commit_is_found_by_its_entry_not_by_the_range_header(tmp_path, empty_target: FakeTarget) -> None:
+    # The range header names the source commit too; the entry check must read the commit's own line.
+    newest = {"sha": _sha(7), "subject": "fix(api): retry", "type": "fix", "scope": "api", "breaking": False,
+              "files": ["gendev_release/demo/service.py"]}
+    ctx = make_ctx(tmp_path, empty_target)
+    save_report(ctx, "risk_assessment", {"commits": [newest, *COMMITS[:2]], "from_sha": None,
+                                         "source_sha": newest["sha"]})
+    report = run_step(ctx, "release_notes")
+    assert report.status == "passed", report.blocking_issues
