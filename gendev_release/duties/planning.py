@@ -115,7 +115,8 @@ def estimate_phases(history: list[dict[str, Any]], default_minutes: float) -> di
                     and seconds > 0:
                 samples.append(float(seconds))
         if samples:
-            estimates[phase.id] = {"minutes": round(sum(samples) / len(samples) / 60.0, 3),
+            # no coarse rounding: a phase measured in milliseconds must not become a 0-minute estimate
+            estimates[phase.id] = {"minutes": sum(samples) / len(samples) / 60.0,
                                    "source": "history", "runs": len(samples)}
         else:
             estimates[phase.id] = {"minutes": float(default_minutes), "source": "default", "runs": 0}

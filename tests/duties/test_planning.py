@@ -202,3 +202,11 @@ def test_notifications_staging_without_gates_passes(tmp_path: Path, monkeypatch:
     ctx = make_ctx(tmp_path, StubTarget(), {"environment": "staging", "approvals": None, "change_window": None})
     check = item(run_step(ctx, "notifications"), "check")
     assert check.passed and check.detail == "no approval gate or window needed for staging"
+
+
+def test_millisecond_phases_from_history_still_give_a_positive_estimate() -> None:
+    from gendev_release.duties.planning import estimate_phases
+
+    estimates = estimate_phases([{"phase_seconds": {"p2_planning": 0.003}}], default_minutes=5)
+    assert 0 < estimates["p2_planning"]["minutes"] < 0.001
+    assert estimates["p2_planning"]["source"] == "history"
