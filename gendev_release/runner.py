@@ -64,8 +64,10 @@ class ProgressListener:
             for task in phase.tasks:
                 what = f"{task.agent} ({task.duty})" if task.kind == "agent" else "health checks after the switch"
                 self.labels[task.task_id] = (header, what)
-        for task in (plan.start, plan.gate, *plan.failure_branch, plan.watcher):
-            self.labels[task.task_id] = ("Release control", task.doc.split(":")[0].rstrip("."))
+        for task in (plan.start, plan.gate, plan.watcher):
+            self.labels[task.task_id] = ("Release", task.doc.split(":")[0].rstrip("."))
+        for task in plan.failure_branch:
+            self.labels[task.task_id] = ("On failure", task.doc.split(":")[0].rstrip("."))
         self._header: str | None = None
 
     def _line(self, task_id: str, outcome: str) -> None:

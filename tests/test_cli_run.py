@@ -114,6 +114,16 @@ def test_3_failure_after_traffic_moved_rolls_back_to_a_healthy_previous(home: Pa
     assert notes[-1]["event"] == "release_rolled_back" and notes[-1]["severity"] == "critical"
 
 
+def test_3b_slow_version_breaks_the_latency_alert_and_rolls_back(home: Path) -> None:
+    result, summary = run(DEMO, home, "version=1.2.0-slow")
+    assert result.returncode == 1, result.stdout[-4000:]
+    # Healthy, but the p95 latency alert rule fires on the live metrics after the switch.
+    assert summary["failed_step"] == "p5_deployment.monitoring_alerts"
+    assert summary["rolled_back"] is True and summary["active_version"] == "1.1.0"
+    assert "latency-p95" in result.stdout
+    assert served_version(home) == "1.1.0"
+
+
 def test_4_dry_run_changes_nothing(home: Path) -> None:
     result, summary = run(DEMO, home, "version=1.3.0", "dry_run=true")
     assert result.returncode == 0, result.stdout[-4000:]
