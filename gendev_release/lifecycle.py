@@ -145,6 +145,9 @@ def verify_restored(ctx: DutyContext) -> dict[str, Any]:
     update_record(ctx, restored_healthy=not failures, active_version=active)
     if failures:
         raise TargetError("restored version is not healthy: " + "; ".join(failures))
+    # The failed version now sits in the previous slot: stop it, nothing should route back to it.
+    evidence["retired_failed_slot"] = ctx.target.retire_previous(ctx.run_id)
+    ctx.store.save_record("rollback-verification", evidence)
     return evidence
 
 

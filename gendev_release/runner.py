@@ -145,6 +145,16 @@ def run_release(spec: ReleaseSpec, params: RunParams, home: Path, emit: Emit = p
     return summarize(home, plan.dag_id, dag_run.run_id, str(dag_run.state), emit)
 
 
+def _router_url(home: Path, service: str | None) -> str | None:
+    state_file = home / "targets" / str(service) / "state.json"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    router = state.get("router") or {}
+    return router.get("url") if state.get("active") else None
+
+
 def summarize(home: Path, dag_id: str, run_id: str, state: str, emit: Emit = print) -> dict[str, Any]:
     paths = RunPaths(home=home, dag_id=dag_id, run_id=run_id)
     record_file = paths.run_dir / "record.json"
@@ -161,6 +171,9 @@ def summarize(home: Path, dag_id: str, run_id: str, state: str, emit: Emit = pri
     else:
         emit(f"Release FAILED at {summary['failed_step']}: outcome {record.get('outcome', 'unknown')}; "
              f"active version: {summary['active_version']}.")
+    service_url = _router_url(home, record.get("service"))
+    if service_url:
+        emit(f"Service: {service_url} (stop it with: gendev-release down SPEC --home {home})")
     emit(f"Report: {report}")
     emit(f"Evidence: {paths.evidence_dir}")
     emit(f"Airflow log: {home / 'logs' / 'airflow.log'}")

@@ -133,6 +133,8 @@ class QualityGates(_Model):
     p95_latency_ms: float = Field(500.0, gt=0, description="Performance SLA: p95 latency bound.")
     max_error_rate_pct: float = Field(1.0, ge=0, le=100, description="Performance SLA: error rate bound.")
     regression_tolerance_pct: float = Field(50.0, ge=0, description="Allowed p95 regression against baseline.")
+    regression_min_ms: float = Field(
+        25.0, ge=0, description="A p95 regression smaller than this many milliseconds is noise, never a failure.")
     waivers: list[Waiver] = Field(default_factory=list)
 
     def weaker_than_seed(self) -> list[str]:

@@ -110,6 +110,9 @@ def test_3_failure_after_traffic_moved_rolls_back_to_a_healthy_previous(home: Pa
     assert summary["active_version"] == "1.1.0"
     assert served_version(home) == "1.1.0" and healthz(home) == 200
     assert "FAILED   release_outcome" in result.stdout
+    state = json.loads((home / "targets" / "demo" / "state.json").read_text())
+    assert all(slot is None or slot["version"] != "1.2.0-broken" for slot in state["slots"].values()), \
+        "the failed version must be stopped once the rollback is verified"
     notes = [json.loads(line) for line in (home / "notifications" / "demo.jsonl").read_text().splitlines()]
     assert notes[-1]["event"] == "release_rolled_back" and notes[-1]["severity"] == "critical"
 

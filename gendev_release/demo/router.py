@@ -12,18 +12,22 @@ touching a slot; anything the router cannot forward answers 502 with a short tex
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from gendev_release.demo.service import SECURITY_HEADERS, QuietHandler, QuietServer, lifetime_argument, \
-    max_lifetime, serve
+from gendev_release.demo.service import (
+    SECURITY_HEADERS,
+    QuietHandler,
+    QuietServer,
+    lifetime_argument,
+    listen_and_serve,
+    port_parser,
+)
 
 HEALTH_PATH = "/__router/health"
 SLOT_HEADER = "X-Gendev-Slot"
@@ -183,21 +187,12 @@ class RouterServer(QuietServer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gendev_release.demo.router", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1 (0 picks a free one)")
+    parser = port_parser("python -m gendev_release.demo.router", __doc__.splitlines()[0])
     parser.add_argument("--state", type=Path, required=True, help="the local target's state.json")
     lifetime_argument(parser)
     args = parser.parse_args(argv)
-    lifetime = max_lifetime(args.max_lifetime)
-    try:
-        server = RouterServer(args.port, args.state.resolve())
-    except OSError as exc:
-        print(f"router: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr, flush=True)
-        return 2
-    port = server.server_address[1]
-    print(f"router listening on http://127.0.0.1:{port} for {args.state} (pid {os.getpid()}, "
-          f"max lifetime {lifetime or 'none'})", flush=True)
-    return serve(server, lifetime, "router")
+    return listen_and_serve("router", args, lambda port: RouterServer(port, args.state.resolve()),
+                            banner="router", where=f" for {args.state}")
 
 
 if __name__ == "__main__":

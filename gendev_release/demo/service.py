@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import BaseServer
@@ -296,23 +297,40 @@ def lifetime_argument(parser: argparse.ArgumentParser) -> None:
                         help=f"exit after this many seconds (default: ${MAX_LIFETIME_ENV}, else never)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gendev_release.demo.service", description=__doc__.splitlines()[0])
+def port_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The command line of a loopback process, starting with ``--port``; add :func:`lifetime_argument` last."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1 (0 picks a free one)")
+    return parser
+
+
+def listen_and_serve(name: str, args: argparse.Namespace, make_server: Callable[[int], BaseServer], *,
+                     banner: str, where: str = "") -> int:
+    """Bind ``make_server(args.port)``, say where it listens and :func:`serve` it; 2 when it cannot bind.
+
+    ``name`` starts the error and lifetime messages; the listening line reads
+    ``<banner> listening on http://127.0.0.1:<port><where> (pid ..., max lifetime ...)``.
+    """
+    lifetime = max_lifetime(args.max_lifetime)
+    try:
+        server = make_server(args.port)
+    except OSError as exc:
+        print(f"{name}: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr, flush=True)
+        return 2
+    port = server.server_address[1]
+    print(f"{banner} listening on http://127.0.0.1:{port}{where} (pid {os.getpid()}, "
+          f"max lifetime {lifetime or 'none'})", flush=True)
+    return serve(server, lifetime, name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = port_parser("python -m gendev_release.demo.service", __doc__.splitlines()[0])
     parser.add_argument("--version", required=True, help="the version this process reports")
     parser.add_argument("--service", default="demo", help="service name reported by /version")
     lifetime_argument(parser)
     args = parser.parse_args(argv)
-    lifetime = max_lifetime(args.max_lifetime)
-    try:
-        server = DemoServer(args.port, DemoApp(args.service, args.version))
-    except OSError as exc:
-        print(f"demo service: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr, flush=True)
-        return 2
-    port = server.server_address[1]
-    print(f"demo service {args.service} {args.version} listening on http://127.0.0.1:{port} "
-          f"(pid {os.getpid()}, max lifetime {lifetime or 'none'})", flush=True)
-    return serve(server, lifetime, "demo service")
+    return listen_and_serve("demo service", args, lambda port: DemoServer(port, DemoApp(args.service, args.version)),
+                            banner=f"demo service {args.service} {args.version}")
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ that fails leaves traffic where it was; a check that fails after the switch fail
 metrics endpoint answers with fresh samples, that every rule's metric exists, that the
 notification channel delivers, and that no rule fires right now.
 
-The Prometheus helpers here (request counter discovery, rule evaluation) are shared with the
-observability duties.
+The helpers both this module and the observability duties use (target, rule evaluation, request
+counter) live in :mod:`gendev_release.duties.common` and :mod:`gendev_release.prometheus`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import threading
 import time
@@ -31,128 +30,17 @@ import httpx
 from gendev_release import notify
 from gendev_release.context import DutyContext, write_json_atomic
 from gendev_release.duties.base import duty
-from gendev_release.probes import CheckResult, HttpResult, http_get, parse_prometheus_text, run_checks
+from gendev_release.duties.common import describe_slot, evaluate_rules, router_url, target_evidence
+from gendev_release.probes import CheckResult, HttpResult, http_get, run_checks
+from gendev_release.prometheus import request_counter, scrape_metrics
 from gendev_release.report import Evidence, ReportBuilder, utcnow
 from gendev_release.spec import AlertRule, ReleaseSpec
-from gendev_release.targets.base import SlotInfo, TargetStatus
+from gendev_release.targets.base import SlotInfo
 
 STRATEGY_STEPS: tuple[str, ...] = ("pre_switch_gate", "switch", "post_switch_checks")
 
 
-# =============================================================================== shared helpers
-def router_url(ctx: DutyContext) -> str | None:
-    """The stable URL clients use: the target's router, or None when nothing is deployed."""
-    url = ctx.target.url()
-    if not url:
-        url = ctx.target.status().router_url
-    return url.rstrip("/") if url else None
-
-
-def describe_slot(slot: SlotInfo | None) -> str:
-    return f"{slot.slot} {slot.version} ({slot.url})" if slot else "none"
-
-
-def target_evidence(ctx: DutyContext, status: TargetStatus, summary: str = "") -> Evidence:
-    """The target's state as evidence (which slot takes traffic, which is kept for rollback)."""
-    default = (f"active {describe_slot(status.active)}; previous {describe_slot(status.previous)}; "
-               f"staged {describe_slot(status.staged)}; switched by {status.switched_by_run or '-'}")
-    return Evidence(kind="target", source=f"{ctx.target.kind} target {status.service}",
-                    summary=summary or default, data=asdict(status))
-
-
-# -------------------------------------------------------------------------- Prometheus helpers
-_TYPE_RE = re.compile(r"^#\s*TYPE\s+([a-zA-Z_:][a-zA-Z0-9_:]*)\s+([a-z]+)\s*$")
-
-
-def base_name(series: str) -> str:
-    """``name{labels}`` -> ``name``."""
-    return series.split("{", 1)[0]
-
-
-def series_of(samples: dict[str, float], metric: str) -> dict[str, float]:
-    """Every labelled series of ``metric`` in a parsed exposition."""
-    return {key: value for key, value in samples.items() if base_name(key) == metric}
-
-
-def metric_types(text: str) -> dict[str, str]:
-    """``# TYPE`` declarations of an exposition: metric name -> counter/gauge/histogram/..."""
-    types = {}
-    for line in text.splitlines():
-        match = _TYPE_RE.match(line.strip())
-        if match:
-            types[match.group(1)] = match.group(2)
-    return types
-
-
-def request_counter(text: str) -> tuple[str, float] | None:
-    """The service's request counter and its total over all label sets, or None.
-
-    A counter whose name mentions requests (declared ``# TYPE ... counter``, else any ``*_total``
-    series) is chosen, preferring ``*requests_total`` over e.g. ``*request_errors_total``.
-    """
-    samples = parse_prometheus_text(text)
-    present = {base_name(key) for key in samples}
-    declared = [name for name, kind in metric_types(text).items() if kind == "counter" and "request" in name.lower()]
-    candidates = declared or sorted(n for n in present if n.endswith("_total") and "request" in n.lower())
-
-    def rank(name: str) -> tuple[bool, bool, str]:
-        lowered = name.lower().removesuffix("_total")
-        return (not lowered.endswith("requests"), "error" in lowered or "fail" in lowered, name)
-
-    for name in sorted(candidates, key=rank):
-        names = {name, f"{name}_total"}
-        values = [value for key, value in samples.items() if base_name(key) in names]
-        if values:
-            return name, sum(values)
-    return None
-
-
-def breaches(value: float, op: str, threshold: float) -> bool:
-    """Whether ``value op threshold`` holds (the rule's firing condition). NaN never fires."""
-    if math.isnan(value):
-        return False
-    return {">": value > threshold, ">=": value >= threshold,
-            "<": value < threshold, "<=": value <= threshold}[op]
-
-
-@dataclass(frozen=True)
-class RuleEvaluation:
-    """One alert rule evaluated on one set of samples."""
-
-    rule: str
-    metric: str
-    op: str
-    threshold: float
-    values: dict[str, float]
-
-    @property
-    def missing(self) -> bool:
-        return not self.values
-
-    @property
-    def firing(self) -> bool:
-        return any(breaches(v, self.op, self.threshold) for v in self.values.values())
-
-    @property
-    def worst(self) -> float | None:
-        """The value closest to (or furthest past) the threshold: max for > rules, min for < rules."""
-        values = [v for v in self.values.values() if not math.isnan(v)]
-        if not values:
-            return None
-        return max(values) if self.op.startswith(">") else min(values)
-
-    def describe(self) -> str:
-        if self.missing:
-            return f"rule {self.rule}: metric {self.metric} is missing from the samples"
-        state = "firing" if self.firing else "quiet"
-        return f"rule {self.rule}: {self.metric}={self.worst:g} {self.op} {self.threshold:g} is {state}"
-
-
-def evaluate_rules(rules: Sequence[AlertRule], samples: dict[str, float]) -> list[RuleEvaluation]:
-    return [RuleEvaluation(rule.name, rule.metric, rule.op, rule.threshold, series_of(samples, rule.metric))
-            for rule in rules]
-
-
+# ========================================================================== monitoring helpers
 def rule_expr(rule: AlertRule) -> str:
     return f"{rule.metric} {rule.op} {rule.threshold:g}"
 
@@ -202,14 +90,6 @@ def audit_alert_rules(document: Any, rules: Sequence[AlertRule]) -> list[str]:
             problems.append(f"rule {rule.name}: file says {metric} {op} {threshold:g}, spec says {rule_expr(rule)}")
     problems.extend(f"rule {name} is in the file but not in the spec" for name in written)
     return problems
-
-
-def scrape_metrics(url: str, timeout: float = 2.0) -> tuple[HttpResult, str, dict[str, float]]:
-    """One scrape: the HTTP result, the exposition text (empty unless 200) and its samples."""
-    result = http_get(url, timeout)
-    if result.status != 200:
-        return result, "", {}
-    return result, result.body, parse_prometheus_text(result.body)
 
 
 def _scrape_problem(result: HttpResult, samples: dict[str, float]) -> str | None:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from gendev_release import probes
 from gendev_release.commands import run_command
 from gendev_release.duties.base import duty
-from gendev_release.duties.preparation import command_values, record_input_file, substitute_command
+from gendev_release.duties.common import command_values, record_input_file, substitute_command
 from gendev_release.report import Evidence, ReportBuilder
 from gendev_release.targets.base import ResourceChange
 

@@ -21,15 +21,9 @@ import httpx
 
 from gendev_release.context import DutyContext, write_json_atomic
 from gendev_release.duties.base import duty
-from gendev_release.duties.deployment import (
-    describe_slot,
-    evaluate_rules,
-    request_counter,
-    router_url,
-    scrape_metrics,
-    target_evidence,
-)
+from gendev_release.duties.common import describe_slot, evaluate_rules, router_url, target_evidence
 from gendev_release.probes import LoadResult, http_get, load_test
+from gendev_release.prometheus import base_name, request_counter, scrape_metrics
 from gendev_release.report import Evidence, ReportBuilder, sha256_file
 from gendev_release.spec import AlertRule, QualityGates, ReleaseSpec
 
@@ -80,7 +74,7 @@ def collect_samples(metrics_url: str, traffic_urls: list[str], *, count: int, in
             counter = request_counter(text) if text else None
             if counter is not None:
                 counter_name = counter[0]
-            kept = {key: value for key, value in parsed.items() if key.split("{", 1)[0] in metrics}
+            kept = {key: value for key, value in parsed.items() if base_name(key) in metrics}
             samples.append(MetricSample(index, round(time.monotonic() - started, 3), result.status, kept,
                                         counter[1] if counter else None, result.error))
             if index < count - 1:
@@ -330,14 +324,20 @@ def paired_load_test(new_url: str, previous_url: str, requests: int, concurrency
     return merge_loads(new_url, new_parts), merge_loads(previous_url, previous_parts)
 
 
-def regression_problem(new_p95: float, previous_p95: float, tolerance_pct: float) -> str | None:
-    """None when ``new_p95 <= max(previous, 1 ms) * (1 + tolerance)``."""
+def regression_problem(new_p95: float, previous_p95: float, tolerance_pct: float,
+                       min_ms: float = 0.0) -> str | None:
+    """None when ``new_p95`` is within ``max(previous, 1 ms) * (1 + tolerance)`` or within ``min_ms`` of it.
+
+    ``min_ms`` (``quality_gates.regression_min_ms``) keeps millisecond noise on a busy machine from
+    failing a release: a regression must be both relatively and absolutely large.
+    """
     base = max(previous_p95, MIN_BASELINE_P95_MS)
-    limit = base * (1 + tolerance_pct / 100.0)
+    limit = max(base * (1 + tolerance_pct / 100.0), previous_p95 + min_ms)
     if new_p95 <= limit:
         return None
     return (f"p95 regression: {new_p95:g} ms > {limit:g} ms (previous {previous_p95:g} ms, floor "
-            f"{MIN_BASELINE_P95_MS:g} ms, + regression_tolerance_pct {tolerance_pct:g} %)")
+            f"{MIN_BASELINE_P95_MS:g} ms, + regression_tolerance_pct {tolerance_pct:g} %, "
+            f"at least regression_min_ms {min_ms:g} ms)")
 
 
 def recommendations(p95: float, error_rate: float, gates: QualityGates, ratio: float | None,
@@ -446,7 +446,8 @@ def performance(ctx: DutyContext, report: ReportBuilder) -> None:
         problems.append(f"error rate {summary['error_rate_pct']:g} % through {live.url} > max_error_rate_pct "
                         f"{gates.max_error_rate_pct:g} % ({live.status_counts})")
     if previous is not None:
-        regression = regression_problem(new_p95, previous.percentile(95), gates.regression_tolerance_pct)
+        regression = regression_problem(new_p95, previous.percentile(95), gates.regression_tolerance_pct,
+                                        gates.regression_min_ms)
         if regression:
             problems.append(regression)
     report.metrics.update({key: float(value) for key, value in summary.items()

@@ -42,6 +42,19 @@ def change_set(ctx: DutyContext) -> tuple[dict[str, Any] | None, str]:
     return changes, "ok"
 
 
+def change_set_or_fail(ctx: DutyContext, report: ReportBuilder, *, verify: str, check: str) -> dict[str, Any] | None:
+    """:func:`change_set`, or None after failing every item of the step.
+
+    ``read`` fails with the reason; ``verify`` and ``check`` with their consequence, then the reason.
+    """
+    changes, problem = change_set(ctx)
+    if changes is None:
+        report.fail("read", problem)
+        report.fail("verify", f"{verify}: {problem}")
+        report.fail("check", f"{check}: {problem}")
+    return changes
+
+
 def change_set_evidence(changes: dict[str, Any]) -> Evidence:
     commits = changes["commits"]
     revision = f"{changes['from_sha'] or '(first release)'}..{changes['source_sha'] or '?'}"
@@ -207,11 +220,8 @@ def audit_audiences(text: str, version: str, changes: dict[str, Any]) -> list[st
 @duty("release_notes")
 def release_notes(ctx: DutyContext, report: ReportBuilder) -> None:
     """Generate the notes from the change set and judge the file read back."""
-    changes, problem = change_set(ctx)
+    changes = change_set_or_fail(ctx, report, verify="commits cannot be accounted for", check="no notes to judge")
     if changes is None:
-        report.fail("read", problem)
-        report.fail("verify", f"commits cannot be accounted for: {problem}")
-        report.fail("check", f"no notes to judge: {problem}")
         return
     commits = changes["commits"]
     report.evidence("read", change_set_evidence(changes))
@@ -347,11 +357,8 @@ def write_kb_entry(path: Path, text: str) -> None:
 @duty("training")
 def training(ctx: DutyContext, report: ReportBuilder) -> None:
     """One KB entry per new feature, an index, and the scope stated for every audience."""
-    changes, problem = change_set(ctx)
+    changes = change_set_or_fail(ctx, report, verify="new features unknown", check="no training scope to judge")
     if changes is None:
-        report.fail("read", problem)
-        report.fail("verify", f"new features unknown: {problem}")
-        report.fail("check", f"no training scope to judge: {problem}")
         return
     commits = changes["commits"]
     audiences = list(ctx.spec.training.audiences)

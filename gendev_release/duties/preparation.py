@@ -7,9 +7,6 @@ baseline later steps compare against (``facts["baseline_metrics"]``).
 
 ``risk_assessment`` (risk-manager) reads the git change set since the last successful release,
 scores it with :data:`RISK_RULES` and verifies the backup (or its recorded waiver).
-
-The small helpers at the top (:func:`command_values`, :func:`substitute_text`,
-:func:`record_input_file`) are shared by the other builtin duties of phases 1-4.
 """
 
 from __future__ import annotations
@@ -25,63 +22,14 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from gendev_release import probes
-from gendev_release.commands import run_command, substitute
+from gendev_release.commands import run_command
 from gendev_release.duties.base import duty
+from gendev_release.duties.common import command_values, record_input_file, substitute_command, substitute_text
 from gendev_release.report import Evidence, ReportBuilder
-from gendev_release.spec import _PLACEHOLDER_RE, SEED_MINIMUMS, QualityGates, Waiver
+from gendev_release.spec import SEED_MINIMUMS, QualityGates, Waiver
 
 if TYPE_CHECKING:
     from gendev_release.context import DutyContext
-
-
-# ------------------------------------------------------------------------------ shared helpers
-def command_values(ctx: DutyContext) -> dict[str, str]:
-    """Placeholder values for the commands a spec names; ``{url}`` is the target's URL or empty."""
-    url = ""
-    try:
-        url = ctx.target.url() or ""
-    except Exception:
-        url = ""
-    return ctx.placeholders(url=url)
-
-
-def substitute_text(text: str, values: dict[str, str]) -> str:
-    """Replace ``{name}`` placeholders in one string (e.g. an output path).
-
-    :raises KeyError: naming the first unknown placeholder.
-    """
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in values:
-            raise KeyError(name)
-        return values[name]
-
-    return _PLACEHOLDER_RE.sub(one, text)
-
-
-def substitute_command(argv: list[str], values: dict[str, str]) -> tuple[list[str] | None, str]:
-    """Substitute a spec command; return ``(argv, "")`` or ``(None, problem)``."""
-    try:
-        return substitute(argv, values), ""
-    except KeyError as exc:
-        return None, f"command {argv} uses {{{exc.args[0]}}}, which has no value in this step"
-    except ValueError as exc:
-        return None, f"command {argv} refused: {exc}"
-
-
-def record_input_file(report: ReportBuilder, kind: Any, path: Path, label: str) -> str | None:
-    """Record a required input file as evidence; return a problem text when it is missing or empty."""
-    if not path.exists():
-        return f"{label} {path} does not exist"
-    if not path.is_file():
-        return f"{label} {path} is not a regular file"
-    try:
-        evidence = report.evidence(kind, Evidence.file(path, label=label))
-    except OSError as exc:
-        return f"{label} {path} cannot be read: {exc}"
-    if evidence.data["bytes"] == 0:
-        return f"{label} {path} is empty"
-    return None
 
 
 # ------------------------------------------------------------------------------------ readiness

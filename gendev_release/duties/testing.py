@@ -19,7 +19,7 @@ from typing import Any
 from gendev_release.commands import run_command, substitute
 from gendev_release.context import DutyContext, write_json_atomic
 from gendev_release.duties.base import duty
-from gendev_release.duties.deployment import router_url
+from gendev_release.duties.common import router_url
 from gendev_release.junit import CaseResult, JUnitSummary, parse_junit, write_junit
 from gendev_release.probes import load_test, run_check
 from gendev_release.report import Evidence, ReportBuilder

@@ -92,6 +92,10 @@ class Target(ABC):
         """Move traffic back to ``previous``; raises TargetError when there is nothing to go back to."""
 
     @abstractmethod
+    def retire_previous(self, run_id: str) -> str | None:
+        """Stop the previous slot (after a verified rollback it holds the failed version); None if none."""
+
+    @abstractmethod
     def withdraw(self, run_id: str) -> TargetStatus:
         """First release failed after traffic moved: stop serving it (there is nothing to go back to)."""
 

@@ -502,6 +502,15 @@ class LocalTarget(Target):
             self._save(state)
         return self.status()
 
+    def retire_previous(self, run_id: str) -> str | None:
+        with self._locked() as state:
+            previous = state["previous"]
+            if previous is None or previous == state["active"]:
+                return None
+            outcome = self._stop_slot(state, previous, run_id, "retire")
+            self._save(state)
+        return outcome
+
     def withdraw(self, run_id: str) -> TargetStatus:
         with self._locked() as state:
             active = state["active"]

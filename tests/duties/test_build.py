@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_INPUTS, item, make_ctx, run_step
+from duty_helpers import DEMO_INPUTS, item, make_ctx, run_step
 
 from gendev_release.demo import backup as demo_backup
 from gendev_release.demo import build as demo_build

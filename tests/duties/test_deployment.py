@@ -5,54 +5,30 @@ from __future__ import annotations
 import json
 
 import pytest
+from duty_helpers import (
+    RUN_ID,
+    FakeService,
+    FakeTarget,
+    go_live,
+    item,
+    items,
+    make_ctx,
+    run_step,
+    stage_new,
+    stage_real,
+)
 
-from gendev_release.duties import deployment
+from gendev_release.duties.common import breaches, evaluate_rules
 from gendev_release.duties.deployment import (
     ObservedRequest,
     alert_rules_document,
     audit_alert_rules,
     count_failed,
-    evaluate_rules,
-    request_counter,
     trailing_streak,
     wait_for_streak,
 )
 from gendev_release.probes import CheckResult, HttpResult
-
-try:
-    from _late_fixtures import (  # noqa: F401 (fixtures are used by name)
-        RUN_ID,
-        FakeService,
-        FakeTarget,
-        empty_target,
-        fake_target,
-        go_live,
-        item,
-        items,
-        local_target,
-        make_ctx,
-        run_step,
-        save_report,
-        stage_new,
-        stage_real,
-    )
-except ImportError:  # tests/duties became a package
-    from tests.duties._late_fixtures import (  # noqa: F401
-        RUN_ID,
-        FakeService,
-        FakeTarget,
-        empty_target,
-        fake_target,
-        go_live,
-        item,
-        items,
-        local_target,
-        make_ctx,
-        run_step,
-        save_report,
-        stage_new,
-        stage_real,
-    )
+from gendev_release.prometheus import request_counter
 
 ALL_CHECKS = {"blue_green": {"pre_switch_checks": None}}
 
@@ -386,7 +362,7 @@ def test_evaluate_rules_reports_firing_and_missing(tmp_path, empty_target: FakeT
 
 @pytest.mark.parametrize("op,value,fires", [(">", 1.0, False), (">=", 1.0, True), ("<", 0.5, True), ("<=", 2.0, False)])
 def test_breaches(op: str, value: float, fires: bool) -> None:
-    assert deployment.breaches(value, op, 1.0) is fires
+    assert breaches(value, op, 1.0) is fires
 
 
 # ==================================================================== the real local target

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import StubTarget, item, make_ctx, run_step, save_facts
+from duty_helpers import StubTarget, item, make_ctx, run_step, save_report
 
 from gendev_release.duties.environment import (
     PlanFormatError,
@@ -164,7 +164,7 @@ def staged_ctx(tmp_path: Path, target: StubTarget, overrides: dict[str, object] 
     """A context whose provisioning report points at a slot staged on ``target``."""
     ctx = make_ctx(tmp_path, target, overrides)
     slot = target.stage(ctx.version, ctx.run_id)
-    save_facts(ctx, "provisioning", {"staged": slot.as_dict()})
+    save_report(ctx, "provisioning", {"staged": slot.as_dict()})
     return ctx
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from duty_helpers import RUN_ID, FakeService, FakeTarget, go_live, item, make_ctx, run_step, save_report
+
 from gendev_release.duties.observability import (
     MetricSample,
     detect_anomalies,
@@ -13,33 +15,6 @@ from gendev_release.duties.observability import (
     sla_compliance,
 )
 from gendev_release.probes import http_get, scrape
-
-try:
-    from _late_fixtures import (  # noqa: F401 (fixtures are used by name)
-        RUN_ID,
-        FakeService,
-        FakeTarget,
-        empty_target,
-        go_live,
-        item,
-        local_target,
-        make_ctx,
-        run_step,
-        save_report,
-    )
-except ImportError:  # tests/duties became a package
-    from tests.duties._late_fixtures import (  # noqa: F401
-        RUN_ID,
-        FakeService,
-        FakeTarget,
-        empty_target,
-        go_live,
-        item,
-        local_target,
-        make_ctx,
-        run_step,
-        save_report,
-    )
 
 BASELINE = {'demo_http_error_ratio{service="demo"}': 0.0, 'demo_http_request_p95_seconds{service="demo"}': 0.002,
             'demo_http_requests_total{service="demo"}': 120.0}
@@ -212,7 +187,8 @@ def test_p95_over_the_sla_fails_check(tmp_path, empty_target: FakeTarget) -> Non
 
 def test_regression_over_tolerance_fails_check(tmp_path, empty_target: FakeTarget) -> None:
     go_live(empty_target, "green", FakeService("1.1.0", slow_ms=20), previous=("blue", FakeService("1.0.0")))
-    ctx = make_ctx(tmp_path, empty_target)  # SLA 250 ms: only the regression can fail
+    # SLA 250 ms: only the regression can fail (20 ms slower: above a 5 ms noise floor)
+    ctx = make_ctx(tmp_path, empty_target, {"quality_gates": {"regression_min_ms": 5}})
 
     report = run_step(ctx, "performance")
 
@@ -256,7 +232,15 @@ def test_paired_load_test_interleaves_the_same_request_count(empty_target: FakeT
 def test_regression_problem_uses_a_one_millisecond_floor() -> None:
     assert regression_problem(1.4, 0.2, 50.0) is None  # 0.2 ms previous is noise: floor 1 ms, limit 1.5 ms
     problem = regression_problem(3.0, 1.0, 50.0)
-    assert problem == ("p95 regression: 3 ms > 1.5 ms (previous 1 ms, floor 1 ms, + regression_tolerance_pct 50 %)")
+    assert problem == ("p95 regression: 3 ms > 1.5 ms (previous 1 ms, floor 1 ms, + regression_tolerance_pct 50 %, "
+                       "at least regression_min_ms 0 ms)")
+
+
+def test_regression_smaller_than_the_absolute_minimum_is_noise() -> None:
+    assert regression_problem(10.0, 5.7, 50.0, min_ms=25.0) is None  # 75 % slower, but only 4.3 ms
+    assert regression_problem(40.0, 5.0, 50.0, min_ms=25.0) == (
+        "p95 regression: 40 ms > 30 ms (previous 5 ms, floor 1 ms, + regression_tolerance_pct 50 %, "
+        "at least regression_min_ms 25 ms)")
 
 
 # ==================================================================== the real local target

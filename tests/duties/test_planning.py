@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import StubTarget, item, make_ctx, run_step
+from duty_helpers import StubTarget, item, make_ctx, run_step
 
 from gendev_release.catalogue import PHASES
 from gendev_release.duties import planning

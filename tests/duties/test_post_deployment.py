@@ -5,27 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from duty_helpers import FakeTarget, item, make_ctx, run_step, save_report
+
 from gendev_release.duties import post_deployment
 from gendev_release.duties.post_deployment import audit_commits, index_rows, render_release_notes, sections
-
-try:
-    from _late_fixtures import (  # noqa: F401 (fixtures are used by name)
-        FakeTarget,
-        empty_target,
-        item,
-        make_ctx,
-        run_step,
-        save_report,
-    )
-except ImportError:  # tests/duties became a package
-    from tests.duties._late_fixtures import (  # noqa: F401
-        FakeTarget,
-        empty_target,
-        item,
-        make_ctx,
-        run_step,
-        save_report,
-    )
 
 
 def _sha(n: int) -> str:

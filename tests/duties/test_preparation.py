@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import StubService, StubTarget, commit, git, item, make_ctx, run_step
+from duty_helpers import StubService, StubTarget, commit, git, item, make_ctx, run_step
 
 from gendev_release.duties.preparation import (
     GIT_LOG_FORMAT,

@@ -6,35 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from duty_helpers import RUN_ID, FakeService, FakeTarget, go_live, item, make_ctx, run_step
 
 from gendev_release.duties import testing
 from gendev_release.duties.testing import SmokeTest, parse_coverage_xml, pass_rate_problem, suite_coverage
 from gendev_release.junit import parse_junit
-
-try:
-    from _late_fixtures import (  # noqa: F401 (fixtures are used by name)
-        RUN_ID,
-        FakeService,
-        FakeTarget,
-        empty_target,
-        go_live,
-        item,
-        local_target,
-        make_ctx,
-        run_step,
-    )
-except ImportError:  # tests/duties became a package
-    from tests.duties._late_fixtures import (  # noqa: F401
-        RUN_ID,
-        FakeService,
-        FakeTarget,
-        empty_target,
-        go_live,
-        item,
-        local_target,
-        make_ctx,
-        run_step,
-    )
 
 COPY_AND_EXIT = "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2]); sys.exit(int(sys.argv[3]))"
 
@@ -196,24 +172,20 @@ def test_missing_junit_fails_read_even_when_a_stale_file_was_there(tmp_path, emp
     assert not item(report, "check").passed
 
 
-def test_malformed_junit_fails_read(tmp_path, empty_target: FakeTarget) -> None:
+@pytest.mark.parametrize(("junit", "exit_code", "expected"), [
+    pytest.param("<testsuite><testcase", 0, "malformed JUnit XML", id="malformed_junit"),
+    pytest.param(_junit(5, 0), 2, "command exited 2 but uat.xml reports no failures",
+                 id="crashed_command_with_clean_junit_is_not_trusted"),
+])
+def test_untrustworthy_suite_results_fail_read(tmp_path, empty_target: FakeTarget, junit: str, exit_code: int,
+                                               expected: str) -> None:
     go_live(empty_target, "green", FakeService("1.1.0"))
-    ctx = make_ctx(tmp_path, empty_target, _copy_suite(tmp_path, "<testsuite><testcase"))
+    ctx = make_ctx(tmp_path, empty_target, _copy_suite(tmp_path, junit, exit_code=exit_code))
 
     report = run_step(ctx, "qa")
 
     read = item(report, "read")
-    assert not read.passed and "malformed JUnit XML" in read.detail
-
-
-def test_crashed_command_with_clean_junit_is_not_trusted(tmp_path, empty_target: FakeTarget) -> None:
-    go_live(empty_target, "green", FakeService("1.1.0"))
-    ctx = make_ctx(tmp_path, empty_target, _copy_suite(tmp_path, _junit(5, 0), exit_code=2))
-
-    report = run_step(ctx, "qa")
-
-    read = item(report, "read")
-    assert not read.passed and "command exited 2 but uat.xml reports no failures" in read.detail
+    assert not read.passed and expected in read.detail
 
 
 def test_coverage_below_minimum_fails_check(tmp_path, empty_target: FakeTarget) -> None:

@@ -159,6 +159,19 @@ def test_withdraw_takes_a_failed_first_release_out_of_service(target: LocalTarge
     assert [h["action"] for h in json.loads(target.state_path.read_text())["history"]][-1] == "withdraw"
 
 
+def test_retire_previous_stops_only_the_previous_slot(target: LocalTarget) -> None:
+    blue = target.stage("1.0.0", "run-1")
+    target.switch("blue", "run-1")
+    green = target.stage("2.0.0-broken", "run-2")
+    target.switch("green", "run-2")
+    target.rollback("run-2")  # blue active again, the broken green is previous
+    assert "stopped" in (target.retire_previous("run-2") or "")
+    status = target.status()
+    assert status.active and status.active.version == "1.0.0" and status.previous is None
+    assert pid_running(blue.pid) and not pid_running(green.pid)
+    assert target.retire_previous("run-2") is None  # nothing left to retire
+
+
 def test_withdraw_refuses_when_a_previous_version_exists(target: LocalTarget) -> None:
     target.stage("1.0.0", "run-1")
     target.switch("blue", "run-1")

@@ -1,12 +1,18 @@
-"""Test doubles for the phase 5-8 duties: a fake service and a fake blue/green target on loopback.
+"""Test doubles and helpers for the builtin duties' tests; the fixtures built on them are in ``conftest.py``.
 
-Imported explicitly by ``test_deployment``, ``test_testing``, ``test_observability`` and
-``test_post_deployment`` (``tests/duties/conftest.py`` belongs to the earlier phases).
+Import what a test needs with one plain line, ``from duty_helpers import ...`` (pytest's default
+``prepend`` import mode puts ``tests/duties`` on ``sys.path``).
 
-:class:`FakeService` behaves like the demo service (``/healthz``, ``/version``, ``/api/items``,
-``/metrics``) with knobs for every failure the duties must detect. :class:`FakeTarget` runs one
-stdlib HTTP server per slot plus a router server that forwards to the active slot, all bound to
-127.0.0.1 on free ports and stopped by the fixture.
+There are two pairs of doubles because the two halves of a release ask different things of a target:
+
+* phases 1-4 (preparation, planning, build, environment): :class:`StubService` and
+  :class:`StubTarget`, which plans and stages slots but never moves traffic;
+* phases 5-8 (deployment, testing, observability, post-deployment): :class:`FakeService` and
+  :class:`FakeTarget`, slots behind a router that switches, rolls back and withdraws.
+
+Every server binds 127.0.0.1 on a free port (:class:`LoopbackServer`). :func:`make_ctx` builds a
+:class:`DutyContext` from the demo spec written into ``tmp_path`` together with a copy of its input
+folder, so a test can change a spec field or an input file without touching the repository.
 """
 
 from __future__ import annotations
@@ -15,15 +21,16 @@ import copy
 import importlib
 import json
 import os
+import shutil
+import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from gendev_release.catalogue import step_by_id
@@ -38,8 +45,14 @@ os.environ.setdefault("GENDEV_MAX_LIFETIME", "300")
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SPEC = REPO / "dags" / "releases" / "demo.yaml"
+DEMO_INPUTS = REPO / "dags" / "releases" / "demo"
 RUN_ID = "manual__2026-01-05T10:00:00+00:00"
+DEFAULT_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
 STEP_MODULES = {
+    "readiness": "gendev_release.duties.preparation", "risk_assessment": "gendev_release.duties.preparation",
+    "release_plan": "gendev_release.duties.planning", "notifications": "gendev_release.duties.planning",
+    "build": "gendev_release.duties.build", "dependencies": "gendev_release.duties.build",
+    "provisioning": "gendev_release.duties.environment", "hardening": "gendev_release.duties.environment",
     "execute_strategy": "gendev_release.duties.deployment", "monitoring_alerts": "gendev_release.duties.deployment",
     "smoke_tests": "gendev_release.duties.testing", "qa": "gendev_release.duties.testing",
     "observability": "gendev_release.duties.observability", "performance": "gendev_release.duties.observability",
@@ -49,9 +62,168 @@ STEP_MODULES = {
 Response = tuple[int, dict[str, str], bytes]
 
 
-# ================================================================================ fake service
+# ============================================================================ loopback server
+class LoopbackServer:
+    """A stdlib HTTP server on 127.0.0.1 (free port) answering through ``responder(path)``."""
+
+    def __init__(self, responder: Callable[[str], Response]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+                status, headers, body = responder(self.path)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+# ======================================================================= phases 1-4 doubles
+class StubService:
+    """A fixed demo-like service for phases 1-4: ``/healthz`` (``ok``), ``/version`` (JSON), ``/metrics``.
+
+    Its ``/metrics`` never changes (the readiness baseline), and every response carries ``headers``
+    (the hardening step's security-headers control). :class:`FakeService` is the phase 5-8 service.
+    """
+
+    def __init__(self, version: str, *, healthz_status: int = 200, headers: dict[str, str] | None = None,
+                 metrics_status: int = 200) -> None:
+        self.version = version
+        self.healthz_status = healthz_status
+        self.headers = dict(DEFAULT_HEADERS if headers is None else headers)
+        self.metrics_status = metrics_status
+        self.server = LoopbackServer(self._answer)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def _answer(self, path: str) -> Response:
+        status, body, ctype = self.respond(path)
+        return status, {"Content-Type": ctype, **self.headers}, body
+
+    def respond(self, path: str) -> tuple[int, bytes, str]:
+        if path == "/healthz":
+            ok = self.healthz_status == 200
+            return self.healthz_status, (b"ok" if ok else b"unhealthy"), "text/plain"
+        if path == "/version":
+            return 200, json.dumps({"version": self.version}).encode(), "application/json"
+        if path == "/metrics":
+            text = ("# TYPE demo_http_requests_total counter\n"
+                    'demo_http_requests_total{code="200"} 42\n'
+                    "demo_http_error_ratio 0.0\n"
+                    "demo_http_request_p95_seconds 0.012\n")
+            return self.metrics_status, text.encode(), "text/plain; version=0.0.4"
+        return 404, b"not found", "text/plain"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class StubTarget(Target):
+    """The target phases 1-4 see: ``plan`` and ``stage`` work, traffic never moves.
+
+    ``plan`` answers "create the idle slot" until the version is staged, ``stage`` starts a
+    :class:`StubService`; there is no router (``url()`` is the active service itself) and
+    ``switch``/``rollback``/``withdraw``/``retire_previous`` raise: a phase 1-4 duty that moved traffic fails.
+    :class:`FakeTarget` is the opposite double (router and switches, no ``stage``) for phases 5-8.
+
+    Knobs: ``active_service`` (a running version or None = first deployment), ``fail_status``,
+    ``stage_error``, ``drift`` (changes a re-plan after staging still shows), ``extra_plan`` (more
+    changes before staging), ``staged_headers`` (headers the staged slot sends).
+    """
+
+    kind = "stub"
+
+    def __init__(self, active_service: StubService | None = None) -> None:
+        self.active_service = active_service
+        self.staged_service: StubService | None = None
+        self.fail_status: str | None = None
+        self.stage_error: str | None = None
+        self.drift: list[ResourceChange] = []
+        self.extra_plan: list[ResourceChange] = []
+        self.staged_headers: dict[str, str] | None = None
+        self.stage_calls: list[tuple[str, str]] = []
+
+    def _slot(self, name: str, service: StubService | None) -> SlotInfo | None:
+        return SlotInfo(slot=name, version=service.version, url=service.url, pid=os.getpid()) if service else None
+
+    @property
+    def idle_slot(self) -> str:
+        return "green" if self.active_service else "blue"
+
+    def status(self) -> TargetStatus:
+        if self.fail_status:
+            raise TargetError(self.fail_status)
+        return TargetStatus(service="demo", router_url=self.url(), active=self._slot("blue", self.active_service),
+                            previous=None, staged=self._slot(self.idle_slot, self.staged_service))
+
+    def url(self) -> str | None:
+        return self.active_service.url if self.active_service else None
+
+    def plan(self, version: str) -> list[ResourceChange]:
+        address = f"stub_slot.{self.idle_slot}"
+        if self.staged_service is not None and self.staged_service.version == version:
+            return [ResourceChange(address, ("no-op",)), *self.drift]  # applied: only drift is left
+        return [ResourceChange(address, ("create",), None, {"version": version}), *self.extra_plan]
+
+    def stage(self, version: str, run_id: str) -> SlotInfo:
+        self.stage_calls.append((version, run_id))
+        if self.stage_error:
+            raise TargetError(self.stage_error)
+        if self.staged_service is None or self.staged_service.version != version:
+            if self.staged_service:
+                self.staged_service.stop()
+            self.staged_service = StubService(version, headers=self.staged_headers)
+        slot = self._slot(self.idle_slot, self.staged_service)
+        assert slot is not None
+        return slot
+
+    def switch(self, slot: str, run_id: str) -> TargetStatus:
+        raise TargetError("phase 1-4 duties never move traffic")
+
+    def rollback(self, run_id: str) -> TargetStatus:
+        raise TargetError("phase 1-4 duties never roll back")
+
+    def retire_previous(self, run_id: str) -> str | None:
+        raise TargetError("phase 1-4 duties never retire a slot")
+
+    def withdraw(self, run_id: str) -> TargetStatus:
+        raise TargetError("phase 1-4 duties never withdraw")
+
+    def discard_staged(self, run_id: str) -> None:
+        if self.staged_service:
+            self.staged_service.stop()
+        self.staged_service = None
+
+    def down(self) -> list[str]:
+        stopped = []
+        for service in (self.active_service, self.staged_service):
+            if service:
+                service.stop()
+                stopped.append(service.version)
+        return stopped
+
+
+# ======================================================================= phases 5-8 doubles
 class FakeService:
-    """One version of a demo-like service, with knobs for the failures the duties must catch.
+    """One version of a demo-like service for phases 5-8, with knobs for the failures the duties must catch.
+
+    Unlike :class:`StubService` it counts the requests it serves, so its metrics move with traffic.
 
     :param broken: ``/healthz`` answers 503 (also when the version ends ``-broken``, as in the demo).
     :param flap: ``/healthz`` alternates 200 and 503.
@@ -144,38 +316,14 @@ class FakeService:
         return 200, {"Content-Type": "text/plain; version=0.0.4"}, ("\n".join(lines) + "\n").encode()
 
 
-class LoopbackServer:
-    """A stdlib HTTP server on 127.0.0.1 (free port) answering through ``responder(path)``."""
-
-    def __init__(self, responder: Callable[[str], Response]) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (stdlib name)
-                status, headers, body = responder(self.path)
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
-# ================================================================================= fake target
 class FakeTarget(Target):
-    """Blue/green slots behind a router, in process. Records every switch."""
+    """The target phases 5-8 see: blue/green slots behind a router, in process. Records every switch.
+
+    Tests put slots in place with :meth:`add_slot` (:func:`stage_new`, :func:`go_live`), as if
+    provisioning had run, so ``stage`` is not implemented and ``plan`` is empty; the router, the
+    switch (with an optional gap and error) and rollback/withdraw are what these phases exercise.
+    :class:`StubTarget` is the phase 1-4 double.
+    """
 
     kind = "fake"
 
@@ -252,6 +400,9 @@ class FakeTarget(Target):
         self.switched_by_run = run_id
         return self.status()
 
+    def retire_previous(self, run_id: str) -> str | None:
+        raise TargetError("no duty retires a slot (the lifecycle does, after a verified rollback)")
+
     def withdraw(self, run_id: str) -> TargetStatus:
         self.active = None
         self.switched_by_run = run_id
@@ -273,6 +424,7 @@ class FakeTarget(Target):
 
 
 # ============================================================================ spec and context
+#: Short health, monitoring, load-test and QA timings (the phase 1-4 duties read none of these).
 FAST_SPEC: dict[str, Any] = {
     "health": {"consecutive_successes": 3, "interval_seconds": 0.05, "timeout_seconds": 1.5},
     "monitoring": {"observation_seconds": 0.3, "sample_interval_seconds": 0.1},
@@ -281,32 +433,50 @@ FAST_SPEC: dict[str, Any] = {
 }
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge(merged[key], value)
         else:
             merged[key] = value
     return merged
 
 
 def make_spec(spec_dir: Path, overrides: dict[str, Any] | None = None) -> ReleaseSpec:
-    """The demo spec with fast timings, written to ``spec_dir`` (so relative paths resolve there)."""
-    data = yaml.safe_load(DEMO_SPEC.read_text(encoding="utf-8"))
-    data = _merge(_merge(data, FAST_SPEC), overrides or {})
+    """The demo spec with :data:`FAST_SPEC` and ``overrides`` merged in, and a copy of its inputs, in ``spec_dir``."""
+    data = merge(merge(yaml.safe_load(DEMO_SPEC.read_text(encoding="utf-8")), FAST_SPEC), overrides or {})
     spec_dir.mkdir(parents=True, exist_ok=True)
+    if not (spec_dir / "demo").exists():
+        shutil.copytree(DEMO_INPUTS, spec_dir / "demo")
+        for path in (spec_dir / "demo").rglob("*"):
+            # the permissions control must not depend on the checkout's umask
+            path.chmod(0o644 if path.is_file() else 0o755)
     path = spec_dir / "demo.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return parse_spec(data, str(path), path)
 
 
-def make_ctx(tmp_path: Path, target: Target, overrides: dict[str, Any] | None = None,
-             version: str = "1.1.0") -> DutyContext:
-    spec = make_spec(tmp_path / "spec", overrides)
+def make_ctx(tmp_path: Path, target: Target | None = None, overrides: dict[str, Any] | None = None,
+             version: str = "1.1.0", *, spec: ReleaseSpec | None = None) -> DutyContext:
+    """A context for run :data:`RUN_ID` with its home in ``tmp_path / "home"`` (a :class:`StubTarget` by default)."""
+    spec = spec or make_spec(tmp_path / "spec", overrides)
     paths = RunPaths(home=tmp_path / "home", dag_id=spec.dag_id, run_id=RUN_ID)
     paths.workdir.mkdir(parents=True, exist_ok=True)
-    return DutyContext(spec=spec, params=run_params(spec, {"version": version}), paths=paths, target=target)
+    return DutyContext(spec=spec, params=run_params(spec, {"version": version}), paths=paths,
+                       target=target or StubTarget())
+
+
+# ==================================================================================== running
+def run_step(ctx: DutyContext, step_id: str) -> AgentReport:
+    """Run one builtin duty as ``run_duty`` does, but let a crash surface in the test; save its report."""
+    importlib.import_module(STEP_MODULES[step_id])
+    phase, step = step_by_id(step_id)
+    builder = ReportBuilder(phase, step, service=ctx.spec.service, version=ctx.version, run_id=ctx.run_id)
+    DUTIES[step_id](ctx, builder)
+    report = builder.finish()
+    ctx.store.save(report)
+    return report
 
 
 def save_report(ctx: DutyContext, step_id: str, facts: dict[str, Any] | None = None,
@@ -316,17 +486,6 @@ def save_report(ctx: DutyContext, step_id: str, facts: dict[str, Any] | None = N
     builder = ReportBuilder(phase, step, service=ctx.spec.service, version=ctx.version, run_id=ctx.run_id)
     builder.facts.update(facts or {})
     builder.metrics.update(metrics or {})
-    report = builder.finish()
-    ctx.store.save(report)
-    return report
-
-
-def run_step(ctx: DutyContext, step_id: str) -> AgentReport:
-    """Run one builtin duty like :func:`run_duty` does, but let a crash surface in the test."""
-    importlib.import_module(STEP_MODULES[step_id])
-    phase, step = step_by_id(step_id)
-    builder = ReportBuilder(phase, step, service=ctx.spec.service, version=ctx.version, run_id=ctx.run_id)
-    DUTIES[step_id](ctx, builder)
     report = builder.finish()
     ctx.store.save(report)
     return report
@@ -361,52 +520,27 @@ def go_live(target: FakeTarget, slot: str, service: FakeService, previous: tuple
     target.switched_by_run = run_id
 
 
-@pytest.fixture
-def fake_target() -> Iterator[FakeTarget]:
-    """Blue (1.0.0) takes traffic, switched by an earlier run; nothing staged."""
-    target = FakeTarget()
-    target.add_slot("blue", FakeService("1.0.0"))
-    target.active = "blue"
-    target.switched_by_run = "manual__earlier"
-    try:
-        yield target
-    finally:
-        target.close()
-
-
-@pytest.fixture
-def empty_target() -> Iterator[FakeTarget]:
-    target = FakeTarget()
-    try:
-        yield target
-    finally:
-        target.close()
-
-
-# ===================================================================== the real local target
-@pytest.fixture
-def local_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
-    """The real LocalTarget with the demo service: 1.0.0 live on loopback, switched by an earlier run.
-
-    Its home is ``tmp_path / "home"``, the one :func:`make_ctx` uses. Every process it started is
-    stopped afterwards (and dies by itself after GENDEV_MAX_LIFETIME anyway).
-    """
-    local = pytest.importorskip("gendev_release.targets.local")
-    pytest.importorskip("gendev_release.demo.service")
-    pytest.importorskip("gendev_release.demo.router")
-    monkeypatch.setenv("GENDEV_MAX_LIFETIME", "300")
-    spec = make_spec(tmp_path / "spec")
-    target = local.LocalTarget(spec.target, spec.service, tmp_path / "home")
-    try:
-        first = target.stage("1.0.0", "manual__earlier")
-        target.switch(first.slot, "manual__earlier")
-        yield target
-    finally:
-        target.down()
-
-
 def stage_real(ctx: DutyContext, target: Target) -> SlotInfo:
     """Stage this run's version on the real target and record it as the provisioning step does."""
     info = target.stage(ctx.version, ctx.run_id)
     save_report(ctx, "provisioning", {"staged": info.as_dict()})
     return info
+
+
+# ========================================================================================= git
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(["git", "-c", "user.name=Test", "-c", "user.email=test@example.com",
+                             "-c", "commit.gpgsign=false", "-C", str(repo), *args],
+                            capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+def commit(repo: Path, message: str, files: dict[str, str]) -> str:
+    """Write ``files`` (path -> text) and commit them; return the new sha."""
+    for name, text in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
