@@ -70,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             _print_spec_error(exc)
             status = EXIT_INVALID
         else:
-            print(f"{path}: ok")
+            print(f"{path}: ok", file=sys.stderr)  # stdout carries only problems, one line each
     return status
 
 
