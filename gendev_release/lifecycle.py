@@ -197,6 +197,11 @@ def close_run(ctx: DutyContext, task_states: dict[str, str | None]) -> dict[str,
             update_record(ctx, history_written=True)
         raise ReleaseFailed(f"release {ctx.version} failed at {', '.join(root)}; outcome: {record['outcome']}; "
                             f"active version: {record.get('active_version')}")
+    if record.get("failed_tasks"):  # a cleared, re-run attempt succeeded: keep the earlier failure for audit
+        record = update_record(ctx, earlier_failures=[*record.get("earlier_failures", []),
+                                                      {"failed_tasks": record["failed_tasks"],
+                                                       "outcome": record.get("outcome")}],
+                               failed_tasks=[], failure_decision=None)
     outcome = "dry_run" if ctx.params.dry_run else "success"
     if ctx.params.dry_run:
         reports = {r.step_id: r for r in ctx.store.all_reports()}

@@ -21,7 +21,7 @@ from gendev_release.operators.release_control import (
     StartReleaseOperator,
     VerifyRestoredOperator,
 )
-from gendev_release.plan import ABORT_TASK, ROLLBACK_TASK, PlannedTask, ReleasePlan, plan_release
+from gendev_release.plan import ABORT_TASK, DECIDE_TASK, ROLLBACK_TASK, PlannedTask, ReleasePlan, plan_release
 from gendev_release.sensors.health import HealthCheckSensor
 from gendev_release.spec import ReleaseSpec
 
@@ -31,7 +31,6 @@ _CONTROL = {
     "abort": AbortReleaseOperator,
     "rollback": RollbackOperator,
     "verify_restored": VerifyRestoredOperator,
-    "notify": FailureNotifyOperator,
     "watcher": ReleaseOutcomeOperator,
 }
 
@@ -49,6 +48,8 @@ def _operator(plan: ReleasePlan, task: PlannedTask) -> BaseOperator:
         return HealthCheckSensor(**common)
     if task.role == "decide":
         return FailureDecisionOperator(rollback_task_id=ROLLBACK_TASK, abort_task_id=ABORT_TASK, **common)
+    if task.role == "notify":
+        return FailureNotifyOperator(decide_task_id=DECIDE_TASK, **common)
     return _CONTROL[task.role](**common)
 
 

@@ -100,10 +100,18 @@ class FailureNotifyOperator(_ReleaseControlOperator):
 
     ui_color = "#fce8e6"
 
+    def __init__(self, *, decide_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decide_task_id = decide_task_id
+
     def execute(self, context: Context) -> dict[str, Any]:
+        # Judge this attempt by Airflow's own task states: a re-run that succeeded after a cleared
+        # failure must not repeat the earlier failure's notification.
+        if _task_states(context, self.task_id).get(self.decide_task_id) != "success":
+            raise AirflowSkipException("no failure in this run: nothing to notify")
         sent = lifecycle.notify_failure(self.duty_context(context))
         if sent is None:
-            raise AirflowSkipException("no failure in this run: nothing to notify")
+            raise AirflowSkipException("no failure decision recorded: nothing to notify")
         return sent
 
 

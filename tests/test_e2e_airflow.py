@@ -7,6 +7,7 @@ back from the API, and the service's active version from the router it is served
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,8 +29,19 @@ AGENT_STEPS = [
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    stack = AirflowStack(tmp_path_factory.mktemp("airflow-e2e"))
+def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of dags/releases/ whose input files a test may change (the DAG file reads it)."""
+    folder = tmp_path_factory.mktemp("releases")
+    shutil.copytree(REPO / "dags" / "releases" / "demo", folder / "demo")
+    text = (REPO / "dags" / "releases" / "demo.yaml").read_text()
+    assert "repo: ../.." in text
+    (folder / "demo.yaml").write_text(text.replace("repo: ../..", f"repo: {REPO}"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, specs: Path) -> Iterator[AirflowStack]:
+    stack = AirflowStack(tmp_path_factory.mktemp("airflow-e2e"), extra_env={"GENDEV_RELEASES_DIR": str(specs)})
     try:
         stack.start()
         stack.wait_for_dag(DAG_ID)
@@ -91,3 +103,33 @@ def test_broken_release_rolls_back_and_the_run_fails(stack: AirflowStack) -> Non
     assert states["failure.notify"] == "success", states
     assert states["release_outcome"] == "failed", states
     assert _router_version(stack.gendev_home) == "1.1.0"
+
+
+def test_cleared_failed_phase_reruns_to_success(stack: AirflowStack, specs: Path) -> None:
+    audit = specs / "demo" / "pip-audit.json"
+    good = audit.read_text()
+    report = json.loads(good)
+    report["dependencies"][0]["vulns"] = [{"id": "GHSA-e2e-test", "fix_versions": ["99.0"],
+                                           "description": "injected critical vulnerability"}]
+    audit.write_text(json.dumps(report))
+    try:
+        assert stack.trigger(DAG_ID, "e2e-rerun", {"version": "1.3.0"}).status_code == 200
+        assert stack.wait_for_run(DAG_ID, "e2e-rerun") == "failed"
+        states = stack.task_states(DAG_ID, "e2e-rerun")
+        assert states["p3_build.dependencies"] == "failed", states
+        assert states["failure.abort"] == "success" and states["failure.rollback"] == "skipped", states
+        assert _router_version(stack.gendev_home) == "1.1.0"
+    finally:
+        audit.write_text(good)  # the scanner's new report is clean
+    response = stack.request("POST", f"/dags/{DAG_ID}/clearTaskInstances", json={
+        "dag_run_id": "e2e-rerun", "task_ids": ["p3_build.dependencies"], "include_downstream": True,
+        "only_failed": False, "reset_dag_runs": True, "dry_run": False})
+    assert response.status_code == 200, response.text
+    assert stack.wait_for_run(DAG_ID, "e2e-rerun") == "success", stack.task_states(DAG_ID, "e2e-rerun")
+    states = stack.task_states(DAG_ID, "e2e-rerun")
+    assert states["p3_build.dependencies"] == "success" and states["release_outcome"] == "success", states
+    assert states["failure.decide"] == "skipped" and states["failure.notify"] == "skipped", states
+    assert _router_version(stack.gendev_home) == "1.3.0"
+    record = json.loads(next(stack.gendev_home.glob("runs/release__demo/e2e-rerun/record.json")).read_text())
+    assert record["state"] == "success" and record["failed_tasks"] == []
+    assert record["earlier_failures"][0]["failed_tasks"] == ["p3_build.dependencies"]
