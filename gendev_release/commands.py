@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gendev_release.report import Evidence
-from gendev_release.spec import _PLACEHOLDER_RE, check_argv
+from gendev_release.spec import PLACEHOLDER_RE, check_argv
 
 _TAIL = 4000
 
@@ -37,14 +37,18 @@ class CommandResult:
         )
 
 
+def substitute_text(text: str, values: dict[str, str]) -> str:
+    """Replace ``{name}`` placeholders in one string (an argv element, an output path).
+
+    :raises KeyError: naming the first placeholder without a value.
+    """
+    return PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], text)
+
+
 def substitute(argv: list[str], values: dict[str, str]) -> list[str]:
     """Replace ``{name}`` placeholders; the result stays one argv element per template element."""
     check_argv(argv)
-
-    def one(element: str) -> str:
-        return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], element)
-
-    return [one(element) for element in argv]
+    return [substitute_text(element, values) for element in argv]
 
 
 def run_command(argv: list[str], *, cwd: Path, timeout: float = 600.0,

@@ -163,7 +163,7 @@ class ReportBuilder:
         return deliverable
 
     def finish(self, status_detail: str = "", *, backend: str = "builtin") -> AgentReport:
-        texts = dict(zip(ITEM_KINDS, self.step.items))
+        texts = dict(zip(ITEM_KINDS, self.step.items, strict=True))
         verifications: list[Verification] = []
         for kind in ITEM_KINDS[:3]:
             passed, detail = self._verdicts.get(kind, (False, "no verdict was reached"))

@@ -38,7 +38,7 @@ SERVICE_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 #: Placeholders a command element may contain; each is replaced by one whole value.
 PLACEHOLDERS = frozenset({"python", "version", "previous_version", "service", "workdir", "spec_dir",
                           "artifacts_dir", "port", "environment", "url"})
-_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "csh", "tcsh", "fish", "cmd", "cmd.exe",
                      "powershell", "pwsh"})
 _EXEC_WRAPPERS = frozenset({"env", "timeout", "nice", "nohup", "sudo", "doas", "xargs", "stdbuf", "setsid",
@@ -85,7 +85,7 @@ def check_argv(argv: list[str], *, placeholders: bool = True) -> list[str]:
             raise ValueError(
                 f"element {index} {element!r} contains shell substitution; use a {{placeholder}} instead"
             )
-        for name in _PLACEHOLDER_RE.findall(element) if placeholders else ():
+        for name in PLACEHOLDER_RE.findall(element) if placeholders else ():
             if name not in PLACEHOLDERS:
                 raise ValueError(
                     f"element {index} uses unknown placeholder {{{name}}}; known: "

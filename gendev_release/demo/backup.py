@@ -8,19 +8,12 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tarfile
 from pathlib import Path
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from gendev_release.report import sha256_file
 
 
 def backup(source: Path, out: Path) -> str:
@@ -33,7 +26,7 @@ def backup(source: Path, out: Path) -> str:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return sha256_of(out)
+    return sha256_file(out)
 
 
 def main(argv: list[str] | None = None) -> int:

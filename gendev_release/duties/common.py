@@ -10,16 +10,15 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gendev_release.commands import substitute
+from gendev_release.commands import substitute, substitute_text  # noqa: F401 (re-exported for the duties)
 from gendev_release.prometheus import series_of
 from gendev_release.report import Evidence, ReportBuilder
-from gendev_release.spec import _PLACEHOLDER_RE, AlertRule
+from gendev_release.spec import AlertRule
 from gendev_release.targets.base import SlotInfo, TargetStatus
 
 if TYPE_CHECKING:
@@ -35,20 +34,6 @@ def command_values(ctx: DutyContext) -> dict[str, str]:
     except Exception:
         url = ""
     return ctx.placeholders(url=url)
-
-
-def substitute_text(text: str, values: dict[str, str]) -> str:
-    """Replace ``{name}`` placeholders in one string (e.g. an output path).
-
-    :raises KeyError: naming the first unknown placeholder.
-    """
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in values:
-            raise KeyError(name)
-        return values[name]
-
-    return _PLACEHOLDER_RE.sub(one, text)
 
 
 def substitute_command(argv: list[str], values: dict[str, str]) -> tuple[list[str] | None, str]:

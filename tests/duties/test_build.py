@@ -22,6 +22,7 @@ from gendev_release.duties.build import (
     parse_sarif,
     parse_scan_report,
 )
+from gendev_release.report import sha256_file
 from gendev_release.spec import SEMVER_PATTERN
 
 HASH_A = "a" * 64
@@ -68,7 +69,7 @@ def test_demo_backup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     out = tmp_path / "deep" / "folder" / "b.tar.gz"
     assert demo_backup.main(["--source", str(DEMO_INPUTS), "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
-    assert printed[0] == demo_backup.sha256_of(out) and printed[1] == str(out)
+    assert printed[0] == sha256_file(out) and printed[1] == str(out)
     with tarfile.open(out) as archive:
         assert "demo/runbook.md" in archive.getnames()
     assert demo_backup.main(["--source", str(tmp_path / "missing"), "--out", str(out)]) == 1
