@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOME_DIR ?= .gendev
 SPEC ?= dags/releases/demo.yaml
 
-.PHONY: venv demo test down clean
+.PHONY: venv demo test lint down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ down: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+# ruff, then mypy on a copy of the package laid out as installed (operators/, sensors/ and plugins/
+# inside gendev_release/): mypy cannot follow setuptools' editable import hook.
+lint: venv
+	$(VENV)/bin/ruff check .
+	rm -rf .mypy-tree && mkdir -p .mypy-tree && cp -r gendev_release .mypy-tree/
+	for d in operators sensors plugins; do cp -r $$d .mypy-tree/gendev_release/$$d; done
+	cd .mypy-tree && ../$(VENV)/bin/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache -p gendev_release
+	rm -rf .mypy-tree
 
 clean: down
 	rm -rf $(HOME_DIR)

@@ -1,22 +1,15 @@
-"""Release DAGs: one per release spec in ``dags/releases/*.yaml``.
+"""Release specs without their Airflow DAG file are reported here, never silently ignored.
 
-Point Airflow's dags folder at this folder (``AIRFLOW__CORE__DAGS_FOLDER=<repo>/dags``). An invalid
-spec becomes an import error of this file naming the spec file and field; the other specs'
-DAGs still load. Set ``GENDEV_RELEASES_DIR`` to read specs from another folder.
+Each spec ``dags/releases/<name>.yaml`` is loaded by its own DAG file ``<name>.py`` beside it
+(written by ``gendev-release dagfile dags/releases/<name>.yaml``), so an invalid spec is the import
+error of its own file and never hides another release. This file holds no DAG: it raises (an
+import error naming the specs) when a spec in ``releases/`` has no DAG file.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from gendev_release.dagfile import load_release_dags
+from gendev_release.dagfile import check_dag_files
 
-SPEC_DIR = Path(os.environ.get("GENDEV_RELEASES_DIR") or Path(__file__).with_name("releases"))
-
-release_dags, spec_errors = load_release_dags(SPEC_DIR)
-globals().update({dag_id: dag for dag_id, dag in release_dags.items()})
-if spec_errors:
-    from gendev_release.dagfile import INVALID_DAG_ID, invalid_specs_dag
-
-    globals()[INVALID_DAG_ID] = invalid_specs_dag(spec_errors)
+check_dag_files(Path(__file__).with_name("releases"))

@@ -1,6 +1,7 @@
 """The ``gendev-release`` command line: validate, schema, graph, run, down.
 
-Exit codes: 0 success, 1 the release failed (aborted or rolled back), 2 invalid input. Errors are
+Exit codes: 0 success, 1 the release failed (aborted or rolled back), 2 invalid input, 3 refused
+(another release of the service is in progress; nothing was started). Errors are
 one line per problem (``FILE: field.path: message``), never a traceback.
 
 Airflow reads ``AIRFLOW_HOME`` when it is first imported, so ``run`` and ``down`` set up the
@@ -14,14 +15,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REFUSED = 0, 1, 2, 3
 SETTABLE = ("version", "strategy", "dry_run")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too, but with our wording
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too, but with our wording
         self.print_usage(sys.stderr)
         print(f"gendev-release: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_INVALID)
@@ -42,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                      help=f"override a run parameter ({', '.join(SETTABLE)})")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    dagfile = sub.add_parser("dagfile", help="write the Airflow DAG file beside each spec (SPEC.py)")
+    dagfile.add_argument("specs", nargs="+", metavar="SPEC")
     down = sub.add_parser("down", help="stop the local target's processes")
     down.add_argument("spec", metavar="SPEC")
     down.add_argument("--home", default=".gendev")
@@ -59,6 +62,10 @@ def _print_spec_error(exc: Exception) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Check each spec; one ``FILE: field: message`` line per problem on stdout, exit 2 if any.
+
+    Imports no Airflow (a test keeps it so): validating is quick and works without a database.
+    """
     from gendev_release.errors import SpecError
     from gendev_release.spec import load_spec
 
@@ -68,6 +75,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             load_spec(path)
         except SpecError as exc:
             _print_spec_error(exc)
+            status = EXIT_INVALID
+        except Exception as exc:  # a bug, not the spec's fault: still one line, and the next file is checked
+            if os.environ.get("GENDEV_DEBUG"):
+                raise
+            print(f"{path}: (internal error): {type(exc).__name__}: {exc}; please report it "
+                  "(set GENDEV_DEBUG=1 for the traceback)")
             status = EXIT_INVALID
         else:
             print(f"{path}: ok", file=sys.stderr)  # stdout carries only problems, one line each
@@ -109,25 +122,30 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set NAME=VALUE`` pairs as :func:`~gendev_release.spec.run_params` input.
+
+    Values are taken exactly as typed (``" 1.0.0"`` and ``"1.0.0\\n"`` reach the version rule and
+    are refused there, as on the Airflow path); only ``dry_run`` is converted, from text to a boolean.
+    """
     from gendev_release.errors import SpecError, SpecProblem
 
     overrides: dict[str, Any] = {}
     problems = []
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        name = name.strip()
         if not sep:
-            problems.append(SpecProblem(pair, "expected NAME=VALUE"))
+            problems.append(SpecProblem(pair or '""', "expected NAME=VALUE"))
         elif name not in SETTABLE:
-            problems.append(SpecProblem(name, f"cannot be set; settable: {', '.join(SETTABLE)}"))
+            problems.append(SpecProblem(name or '""', f"cannot be set; settable: {', '.join(SETTABLE)}"))
+        elif name in overrides:
+            problems.append(SpecProblem(name, "set twice; give it once"))
         elif name == "dry_run":
-            lowered = value.strip().lower()
-            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+            if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
                 problems.append(SpecProblem(name, f"{value!r} is not a boolean; use true or false"))
             else:
-                overrides[name] = lowered in {"true", "1", "yes"}
+                overrides[name] = value.lower() in {"true", "1", "yes"}
         else:
-            overrides[name] = value.strip()
+            overrides[name] = value
     if problems:
         raise SpecError("--set", problems)
     return overrides
@@ -159,12 +177,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SpecError as exc:
         _print_spec_error(exc)
         return EXIT_INVALID
-    from gendev_release.runner import run_release
+    from gendev_release.embedded_airflow import ReleaseHeld, run_release
 
-    summary = run_release(spec, params, home, emit=lambda line: print(line, flush=True))
+    try:
+        summary = run_release(spec, params, home, emit=lambda line: print(line, flush=True))
+    except ReleaseHeld as exc:
+        print(f"gendev-release: refused: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"dag_id": spec.dag_id, "run_id": None, "state": "refused", "failed_step": None,
+                              "rolled_back": False, "active_version": None, "outcome": "refused",
+                              "report": None}, sort_keys=True))
+        return EXIT_REFUSED
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     return EXIT_OK if summary["state"] == "success" else EXIT_FAILED
+
+
+def cmd_dagfile(args: argparse.Namespace) -> int:
+    """Write the Airflow DAG file beside each spec (validating the spec first)."""
+    from gendev_release.dagfile import InvalidReleaseSpec, write_dag_file
+    from gendev_release.errors import SpecError
+    from gendev_release.spec import load_spec
+
+    status = EXIT_OK
+    for path in args.specs:
+        try:
+            load_spec(path)
+            written, changed = write_dag_file(path)
+        except SpecError as exc:
+            _print_spec_error(exc)
+            status = EXIT_INVALID
+        except InvalidReleaseSpec as exc:
+            print(f"{path}: {exc}")
+            status = EXIT_INVALID
+        else:
+            print(f"{written}: {'written' if changed else 'already up to date'}", file=sys.stderr)
+    return status
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -188,7 +236,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"validate": cmd_validate, "schema": cmd_schema, "graph": cmd_graph, "run": cmd_run, "down": cmd_down}
+COMMANDS = {"validate": cmd_validate, "schema": cmd_schema, "graph": cmd_graph, "run": cmd_run,
+            "dagfile": cmd_dagfile, "down": cmd_down}
 
 
 def main(argv: list[str] | None = None) -> int:

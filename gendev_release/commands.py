@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from gendev_release.report import Evidence
-from gendev_release.spec import PLACEHOLDER_RE, check_argv
+from gendev_release.spec_rules import PLACEHOLDER_RE, check_allowed_program, check_argv
 
 _TAIL = 4000
+
+#: Programs the engine itself runs (risk assessment reads history with git): always allowed at run
+#: time. A spec command naming one is still judged against GENDEV_ALLOWED_EXECUTABLES at load time.
+ENGINE_PROGRAMS = frozenset({"git"})
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,15 @@ def substitute(argv: list[str], values: dict[str, str]) -> list[str]:
 
 def run_command(argv: list[str], *, cwd: Path, timeout: float = 600.0,
                 env: dict[str, str] | None = None) -> CommandResult:
-    """Run an argv list (no shell) and capture its exit code and output tails."""
+    """Run an argv list (no shell) and capture its exit code and output tails.
+
+    :raises ValueError: when the argv reaches for a shell, or its program is not in
+        ``GENDEV_ALLOWED_EXECUTABLES`` (the interpreter running this counts as ``python``; the
+        engine's own :data:`ENGINE_PROGRAMS` always pass).
+    """
     check_argv(argv, placeholders=False)  # a final argv: literal braces are data, not placeholders
+    if argv[0] not in ENGINE_PROGRAMS:
+        check_allowed_program(argv, python=sys.executable)
     started = time.monotonic()
     full_env = {**os.environ, **(env or {})}
     try:

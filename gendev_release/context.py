@@ -2,30 +2,34 @@
 
 Layout under the gendev home (``$GENDEV_HOME``, else ``$AIRFLOW_HOME/gendev``, else ``./.gendev``)::
 
-    targets/<service>/state.json          the local target's slots and active version
+    targets/<service>/state.json           the local target's slots and active version
+    targets/<service>/lease.json           who holds the service's release (see gendev_release.lease)
+    runs/<dag_id>/<run_id>/record.json     the RunRecord (see gendev_release.run_record)
     runs/<dag_id>/<run_id>/work/           the run's work dir ({workdir}); artifacts in work/dist
-    evidence/<dag_id>/<run_id>/<step>.json one AgentReport per step, written atomically
-    history/<dag_id>.jsonl                 one line per finished release (durations, outcome)
+    evidence/<dag_id>/<run_id>/<step>.json the latest AgentReport per step, written atomically;
+    evidence/<dag_id>/<run_id>/attempts/   every earlier attempt's report, kept when a step re-runs
+    history/<dag_id>.jsonl                 one line per finished attempt (durations, outcome, verified)
+
+Steps hand facts to later steps through Airflow (XCom): :attr:`DutyContext.upstream` is how a
+duty reads an earlier step's report; the evidence store is the audit trail, not the transport.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gendev_release.report import AgentReport
+from gendev_release.run_record import safe_name
 
 if TYPE_CHECKING:
     from gendev_release.spec import ReleaseSpec, RunParams
     from gendev_release.targets.base import Target
-
-_SAFE = re.compile(r"[^A-Za-z0-9_.+-]")
-
 
 def gendev_home() -> Path:
     if os.environ.get("GENDEV_HOME"):
@@ -33,11 +37,6 @@ def gendev_home() -> Path:
     if os.environ.get("AIRFLOW_HOME"):
         return (Path(os.environ["AIRFLOW_HOME"]) / "gendev").resolve()
     return Path(".gendev").resolve()
-
-
-def safe_name(value: str) -> str:
-    """A run id or task id made safe as one path component."""
-    return _SAFE.sub("_", value)[:200] or "_"
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -81,7 +80,7 @@ class RunPaths:
 
 
 class EvidenceStore:
-    """Reports of one run, one JSON file per step. Re-running a step overwrites its report."""
+    """Reports of one run, one JSON file per step; a re-run keeps the earlier attempt under ``attempts/``."""
 
     def __init__(self, paths: RunPaths) -> None:
         self.paths = paths
@@ -89,8 +88,23 @@ class EvidenceStore:
     def path_for(self, step_id: str) -> Path:
         return self.paths.evidence_dir / f"{safe_name(step_id)}.json"
 
+    @property
+    def attempts_dir(self) -> Path:
+        return self.paths.evidence_dir / "attempts"
+
+    def keep_earlier(self, path: Path) -> Path | None:
+        """Move an existing file aside as ``attempts/<stem>.<n><suffix>`` (n counts from 1); nothing is overwritten."""
+        if not path.exists():
+            return None
+        self.attempts_dir.mkdir(parents=True, exist_ok=True)
+        number = 1 + sum(1 for _ in self.attempts_dir.glob(f"{path.stem}.*{path.suffix}"))
+        kept = self.attempts_dir / f"{path.stem}.{number}{path.suffix}"
+        os.replace(path, kept)
+        return kept
+
     def save(self, report: AgentReport) -> Path:
         path = self.path_for(report.step_id)
+        self.keep_earlier(path)
         write_json_atomic(path, report.model_dump(mode="json"))
         return path
 
@@ -100,8 +114,11 @@ class EvidenceStore:
             return None
         return AgentReport.model_validate_json(path.read_text(encoding="utf-8"))
 
-    def save_record(self, name: str, payload: Any) -> Path:
+    def save_record(self, name: str, payload: Any, *, keep_earlier: bool = True) -> Path:
+        """Write a non-report record (a decision, a health event); an earlier attempt's copy is kept."""
         path = self.paths.evidence_dir / f"{safe_name(name)}.json"
+        if keep_earlier:
+            self.keep_earlier(path)
         write_json_atomic(path, payload)
         return path
 
@@ -127,6 +144,9 @@ class DutyContext:
     target: Target
     logger: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: How a duty reads an earlier step's report: Airflow's XCom in a DAG run (set by the operator);
+    #: the evidence store when unset (unit tests).
+    upstream: Callable[[str], AgentReport | None] | None = None
 
     @property
     def version(self) -> str:
@@ -141,7 +161,9 @@ class DutyContext:
         return EvidenceStore(self.paths)
 
     def earlier(self, step_id: str) -> AgentReport | None:
-        """The report an earlier step of this run wrote, if any."""
+        """The report an earlier step of this run handed on, if any."""
+        if self.upstream is not None:
+            return self.upstream(step_id)
         return self.store.load(step_id)
 
     def placeholders(self, **extra: str) -> dict[str, str]:

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from gendev_release.catalogue import PHASES
-from gendev_release.spec import SEMVER_PATTERN, SUPPORTED_STRATEGIES, ReleaseSpec
+from gendev_release.spec import SUPPORTED_STRATEGIES, ReleaseSpec
+from gendev_release.spec_rules import VERSION_FORMAT, VERSION_MAX_LENGTH, VERSION_PATTERN
 
 TaskKind = Literal["agent", "sensor", "control"]
 
@@ -87,10 +88,15 @@ class ReleasePlan:
 
 
 def _params(spec: ReleaseSpec) -> dict[str, dict[str, Any]]:
-    """JSON-schema of the trigger form (rendered to Airflow ``Param`` objects)."""
+    """JSON-schema of the trigger form (rendered to Airflow ``Param`` objects).
+
+    ``version`` has no default: the trigger form requires it and a REST trigger without it is
+    refused (400). Its pattern and length are the rule :func:`~gendev_release.spec_rules.check_version`
+    applies on every other path (``--set``, :func:`~gendev_release.spec.run_params`).
+    """
     return {
-        "version": {"default": spec.version, "type": "string", "pattern": SEMVER_PATTERN,
-                    "title": "Version", "description_md": "Semantic version to release, e.g. `1.4.2`."},
+        "version": {"type": "string", "pattern": VERSION_PATTERN, "maxLength": VERSION_MAX_LENGTH,
+                    "title": "Version", "description": f"Semantic version {VERSION_FORMAT}."},
         "strategy": {"default": spec.strategy.value, "type": "string",
                      "enum": [s.value for s in SUPPORTED_STRATEGIES], "title": "Strategy",
                      "description_md": "Deployment strategy (canary, rolling and feature flags come later)."},
@@ -104,7 +110,6 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
     start = PlannedTask(START_TASK, "control", "start", doc="Validate the run's parameters and open the run record.")
     previous = START_TASK
     phases: list[PlannedPhase] = []
-    main_ids = [START_TASK]
     for phase in PHASES:
         tasks: list[PlannedTask] = []
         for step in phase.steps:
@@ -119,14 +124,16 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
                                      doc="Wait (deferred) until every health check passes through the router.")
                 tasks.append(sensor)
                 previous = sensor.task_id
-        main_ids.extend(t.task_id for t in tasks)
         phases.append(PlannedPhase(phase.id, phase.number, phase.title, phase.deliverables, tuple(tasks)))
     gate = PlannedTask(GATE_TASK, "control", "gate", upstream=(previous,),
-                       doc="All phases passed: write the release report and record the release.")
-    main_ids.append(GATE_TASK)
+                       doc="All phases passed: verify live that the version serves, then record the release.")
+    # The main path is one chain, so a failure anywhere reaches release_gate as upstream_failed:
+    # one edge from the gate feeds the failure branch and the watcher (a readable graph, no fan-in
+    # from every task).
     failure = (
-        PlannedTask(DECIDE_TASK, "control", "decide", group="failure", upstream=tuple(main_ids),
-                    trigger_rule=ONE_FAILED, doc="A step failed: roll back if traffic moved, else abort."),
+        PlannedTask(DECIDE_TASK, "control", "decide", group="failure", upstream=(GATE_TASK,),
+                    trigger_rule=ONE_FAILED,
+                    doc="A step failed: roll back if this run's version takes traffic, else abort."),
         PlannedTask(ABORT_TASK, "control", "abort", group="failure", upstream=(DECIDE_TASK,),
                     doc="Failure before traffic moved: discard the staged slot; nothing is rolled back."),
         PlannedTask(ROLLBACK_TASK, "control", "rollback", group="failure", upstream=(DECIDE_TASK,),
@@ -136,7 +143,7 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
         PlannedTask(NOTIFY_TASK, "control", "notify", group="failure", upstream=(ABORT_TASK, VERIFY_TASK),
                     trigger_rule=ALL_DONE, doc="Tell stakeholders what failed and what was done."),
     )
-    watcher = PlannedTask(WATCHER_TASK, "control", "watcher", upstream=(*main_ids, NOTIFY_TASK),
+    watcher = PlannedTask(WATCHER_TASK, "control", "watcher", upstream=(GATE_TASK, NOTIFY_TASK),
                           trigger_rule=ALL_DONE,
                           doc="Close the run record; the run ends failed whenever a step failed.")
     return ReleasePlan(

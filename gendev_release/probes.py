@@ -67,7 +67,8 @@ def run_check(base_url: str, check: Any, client: httpx.Client | None = None) -> 
     if result.status is None:
         return CheckResult(name, result, False, f"no answer from {result.url}: {result.error}")
     if result.status != check.expect_status:
-        return CheckResult(name, result, False, f"{result.url} answered {result.status}, expected {check.expect_status}")
+        return CheckResult(name, result, False,
+                           f"{result.url} answered {result.status}, expected {check.expect_status}")
     needle = getattr(check, "expect_body_contains", None)
     if needle and needle not in result.body:
         return CheckResult(name, result, False, f"{result.url} body lacks {needle!r}")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def _item(reports: dict[str, AgentReport], item_id: str) -> bool:
     step_id, kind = item_id.rsplit(".", 1)
     report = reports.get(step_id)
-    return bool(report) and any(v.kind == kind and v.passed for v in report.verifications)
+    return report is not None and any(v.kind == kind and v.passed for v in report.verifications)
 
 
 def _step(reports: dict[str, AgentReport], *step_ids: str) -> bool:
@@ -31,7 +31,8 @@ def _step(reports: dict[str, AgentReport], *step_ids: str) -> bool:
 _CHECKLIST_RULES: dict[str, tuple[str, Any]] = {
     "Risk assessment complete": ("risk_assessment passed", lambda r: _step(r, "risk_assessment")),
     "Stakeholders notified": ("notifications.verify (delivery recorded)", lambda r: _item(r, "notifications.verify")),
-    "Backup created": ("risk_assessment.check (backup verified or waived)", lambda r: _item(r, "risk_assessment.check")),
+    "Backup created": ("risk_assessment.check (backup verified or waived)",
+                       lambda r: _item(r, "risk_assessment.check")),
     "Dependencies validated": ("dependencies passed", lambda r: _step(r, "dependencies")),
     "Build artifacts ready": ("build.check (artifacts with sha256)", lambda r: _item(r, "build.check")),
     "Security scan passed": ("dependencies.check (critical vulnerabilities)", lambda r: _item(r, "dependencies.check")),
@@ -113,6 +114,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 def write_release_report(ctx: DutyContext, report: dict[str, Any]) -> dict[str, Path]:
     json_path = ctx.paths.evidence_dir / "release-report.json"
     md_path = ctx.paths.evidence_dir / "release-report.md"
+    for path in (json_path, md_path):  # an earlier attempt's report is kept under attempts/
+        ctx.store.keep_earlier(path)
     write_json_atomic(json_path, report)
     md_path.write_text(render_markdown(report), encoding="utf-8")
     return {"json": json_path, "markdown": md_path}

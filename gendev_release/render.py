@@ -11,6 +11,7 @@ from typing import Any
 from airflow.sdk import DAG, BaseOperator, Param, TaskGroup
 
 from gendev_release.operators import AGENT_OPERATORS
+from gendev_release.operators.base import ReleaseOperatorMixin
 from gendev_release.operators.release_control import (
     AbortReleaseOperator,
     FailureDecisionOperator,
@@ -21,17 +22,19 @@ from gendev_release.operators.release_control import (
     StartReleaseOperator,
     VerifyRestoredOperator,
 )
-from gendev_release.plan import ABORT_TASK, DECIDE_TASK, ROLLBACK_TASK, PlannedTask, ReleasePlan, plan_release
+from gendev_release.plan import PlannedTask, ReleasePlan, plan_release
 from gendev_release.sensors.health import HealthCheckSensor
 from gendev_release.spec import ReleaseSpec
 
-_CONTROL = {
+_CONTROL: dict[str, type[ReleaseOperatorMixin]] = {
     "start": StartReleaseOperator,
     "gate": ReleaseGateOperator,
     "abort": AbortReleaseOperator,
     "rollback": RollbackOperator,
     "verify_restored": VerifyRestoredOperator,
     "watcher": ReleaseOutcomeOperator,
+    "decide": FailureDecisionOperator,
+    "notify": FailureNotifyOperator,
 }
 
 
@@ -43,14 +46,12 @@ def _operator(plan: ReleasePlan, task: PlannedTask) -> BaseOperator:
     common: dict[str, Any] = {"task_id": _local_id(task), "spec_data": plan.spec_data, "spec_path": plan.spec_path,
                               "trigger_rule": task.trigger_rule, "doc_md": task.doc}
     if task.kind == "agent":
-        return AGENT_OPERATORS[task.agent or ""](step_id=task.step_id or "", **common)
+        return AGENT_OPERATORS[task.agent or ""].for_step(step_id=task.step_id or "", **common)
     if task.kind == "sensor":
-        return HealthCheckSensor(**common)
-    if task.role == "decide":
-        return FailureDecisionOperator(rollback_task_id=ROLLBACK_TASK, abort_task_id=ABORT_TASK, **common)
-    if task.role == "notify":
-        return FailureNotifyOperator(decide_task_id=DECIDE_TASK, **common)
-    return _CONTROL[task.role](**common)
+        return HealthCheckSensor.for_release(poke_interval=1.0, **common)
+    operator = _CONTROL[task.role].for_release(**common)
+    assert isinstance(operator, BaseOperator)
+    return operator
 
 
 def render(plan: ReleasePlan, *, dag_kwargs: dict[str, Any] | None = None) -> DAG:

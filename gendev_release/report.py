@@ -103,7 +103,7 @@ class AgentReport(BaseModel):
     def gate_failures(self) -> list[str]:
         """Every reason this step must not pass; empty means the gate holds."""
         failures = []
-        by_kind = {v.kind: v for v in self.verifications}
+        by_kind: dict[str, Verification] = {v.kind: v for v in self.verifications}
         for kind in ITEM_KINDS:
             verification = by_kind.get(kind)
             if verification is None:

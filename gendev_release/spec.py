@@ -2,19 +2,27 @@
 
 Every model forbids unknown keys (a typo is an error, never silently ignored) and is frozen.
 Errors are reported as :class:`~gendev_release.errors.SpecProblem` entries naming the field path.
-Commands are argv lists, never shell strings; placeholders such as ``{version}`` are replaced by
-whole argv elements at run time (see :mod:`gendev_release.commands`).
+The rules that are not models (the version, commands, output and repo paths, time zones) live in
+:mod:`gendev_release.spec_rules`; reading the YAML safely lives in :mod:`gendev_release.spec_yaml`.
+
+Every path is relative to a documented folder (the spec folder, the run's workdir or artifacts
+dir, the repository root) and is checked twice: lexically at load time
+(:func:`gendev_release.paths.check_relative`), resolved with symlinks at run time
+(:meth:`ReleaseSpec.input_path`, :func:`gendev_release.paths.resolve_inside`).
+
+The spec names no version: every run does (:func:`run_params`, one rule in
+:func:`gendev_release.spec_rules.check_version`).
+Nothing here imports Airflow: ``gendev-release validate``, ``schema`` and ``graph`` stay fast.
 """
 
 from __future__ import annotations
 
-import re
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,26 +33,20 @@ from pydantic import (
 )
 
 from gendev_release.errors import SpecError, SpecProblem
-
-#: semver.org's regular expression (2.0.0), anchored.
-SEMVER_PATTERN = (
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+from gendev_release.paths import check_relative, resolve_inside
+from gendev_release.spec_rules import (
+    SERVICE_PATTERN,
+    VERSION_FORMAT,
+    check_command,
+    check_output_path,
+    check_repo,
+    check_timezone,
+    check_version,
+    clip,
+    field_name,
+    validation_problems,
 )
-SEMVER_RE = re.compile(SEMVER_PATTERN)
-SERVICE_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
-
-#: Placeholders a command element may contain; each is replaced by one whole value.
-PLACEHOLDERS = frozenset({"python", "version", "previous_version", "service", "workdir", "spec_dir",
-                          "artifacts_dir", "port", "environment", "url"})
-PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
-_SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "csh", "tcsh", "fish", "cmd", "cmd.exe",
-                     "powershell", "pwsh"})
-_EXEC_WRAPPERS = frozenset({"env", "timeout", "nice", "nohup", "sudo", "doas", "xargs", "stdbuf", "setsid",
-                            "exec", "command", "chroot", "unshare", "runuser", "su"})
-_SHELL_OPERATORS = frozenset({";", "&&", "||", "|", ">", ">>", "<", "<<", "&", "|&"})
-_SHELL_SUBST = ("$(", "`", "${")
+from gendev_release.spec_yaml import LoaderClass, load_document
 
 
 class Strategy(str, Enum):
@@ -59,50 +61,22 @@ SUPPORTED_STRATEGIES: tuple[Strategy, ...] = (Strategy.blue_green,)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def check_argv(argv: list[str], *, placeholders: bool = True) -> list[str]:
-    """Refuse a command that tries to reach a shell; return it unchanged otherwise.
-
-    ``placeholders=False`` skips the ``{name}`` check: a final, already substituted argv may hold
-    literal braces (``git cat-file -e SHA^{commit}``, a path with braces in a value).
-    """
-    if not argv:
-        raise ValueError("command must not be empty; give the program and its arguments as a list")
-    program = Path(argv[0]).name
-    if program in _SHELLS:
-        raise ValueError(f"command runs the shell {argv[0]!r}; give the program and its arguments directly")
-    if program in _EXEC_WRAPPERS:  # env sh -c ..., timeout 5 bash ...: the wrapper would start a shell
-        for position, element in enumerate(argv[1:], start=1):
-            if Path(element).name in _SHELLS:
-                raise ValueError(f"element {position} {element!r} runs a shell through {program!r}; "
-                                 "give the program and its arguments directly")
-    for index, element in enumerate(argv):
-        if element.strip() in _SHELL_OPERATORS:
-            raise ValueError(f"element {index} {element!r} is shell syntax; commands never run in a shell")
-        if any(token in element for token in _SHELL_SUBST):
-            raise ValueError(
-                f"element {index} {element!r} contains shell substitution; use a {{placeholder}} instead"
-            )
-        for name in PLACEHOLDER_RE.findall(element) if placeholders else ():
-            if name not in PLACEHOLDERS:
-                raise ValueError(
-                    f"element {index} uses unknown placeholder {{{name}}}; known: "
-                    + ", ".join(sorted(PLACEHOLDERS))
-                )
-    return argv
+    # allow_inf_nan=False: .nan and .inf in YAML are floats that slip past every bound and gate.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Command = Annotated[list[str], Field(min_length=1)]
 
 
-def _relative_path(value: str) -> str:
-    if not value or not value.strip():
-        raise ValueError("path must not be empty")
-    if "\x00" in value:
-        raise ValueError("path must not contain NUL")
-    return value
+#: A file the spec names relative to the spec's folder (an input the duties read).
+SpecDirPath = Annotated[str, AfterValidator(lambda v: check_relative(v, base="the spec folder"))]
+#: A file relative to the run's workdir (``{workdir}``), written by a command of the run.
+WorkdirPath = Annotated[str, AfterValidator(lambda v: check_relative(v, base="the run's workdir"))]
+#: A glob relative to the run's artifacts dir (``{artifacts_dir}``).
+ArtifactGlob = Annotated[str, AfterValidator(lambda v: check_relative(v, what="glob", base="{artifacts_dir}"))]
+#: A git pathspec relative to the repository root.
+RepoPathspec = Annotated[str, AfterValidator(
+    lambda v: check_relative(v, what="pathspec", base="the repository root"))]
 
 
 # --------------------------------------------------------------------------------------- gates
@@ -169,7 +143,7 @@ class LocalTargetSpec(_Model):
     router_port: int = Field(0, ge=0, le=65535, description="Stable front port; 0 picks a free one once.")
     startup_timeout_seconds: float = Field(20.0, gt=0, le=600)
 
-    _check_command = field_validator("command")(lambda cls, v: check_argv(v))
+    _check_command = field_validator("command")(lambda cls, v: check_command(v))
 
 
 class HealthCheck(_Model):
@@ -180,11 +154,24 @@ class HealthCheck(_Model):
     timeout_seconds: float = Field(2.0, gt=0, le=60)
 
 
+class VersionCheck(_Model):
+    """How to ask the live service which version it serves (the release gate's serving check)."""
+
+    path: str = Field("/version", pattern=r"^/[^\s]*$", description="Endpoint that names the served version.")
+    json_field: str = Field("version", pattern=r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$",
+                            description="Dotted path of the version in the endpoint's JSON answer.")
+    timeout_seconds: float = Field(2.0, gt=0, le=60)
+
+
 class HealthPolicy(_Model):
     checks: list[HealthCheck] = Field(min_length=1)
     consecutive_successes: int = Field(3, ge=1, le=100)
     interval_seconds: float = Field(1.0, gt=0, le=300)
     timeout_seconds: float = Field(60.0, gt=0, le=86400)
+    version_check: VersionCheck = Field(
+        default_factory=VersionCheck,
+        description="A release succeeds only while every answer of this endpoint, through the router, "
+                    "names its version.")
 
 
 class Endpoint(_Model):
@@ -196,13 +183,18 @@ class Endpoint(_Model):
 # ---------------------------------------------------------------------------------- notifications
 class FileChannel(_Model):
     kind: Literal["file"] = "file"
-    path: str = Field(description="JSON-lines file, relative to the gendev home.")
+    path: str = Field(description="JSON-lines file, relative to the gendev home (no absolute path, no '..').")
 
-    _check_path = field_validator("path")(lambda cls, v: _relative_path(v))
+    _check_path = field_validator("path")(
+        lambda cls, v: check_relative(v, what="channel path", base="the gendev home"))
 
 
 class Notifications(_Model):
-    channel: FileChannel
+    """Who is told, and through which channels: ``channel`` (one) or ``channels`` (a list), never both."""
+
+    channel: FileChannel | None = Field(None, description="The one channel; or give channels.")
+    channels: list[FileChannel] | None = Field(
+        None, min_length=1, description="Every channel gets every message; a failed one does not stop the others.")
     stakeholders: dict[str, list[str]] = Field(
         min_length=1, description="audience -> recipients, e.g. engineering: [oncall@example.com]"
     )
@@ -215,25 +207,48 @@ class Notifications(_Model):
                 raise ValueError(f"audience {audience!r} has no recipients")
         return value
 
+    @model_validator(mode="after")
+    def _one_way_to_name_channels(self) -> Notifications:
+        if self.channel is not None and self.channels is not None:
+            raise ValueError("@channels: give either channel (one) or channels (a list), not both; "
+                             "move the channel into the channels list")
+        if self.channel is None and self.channels is None:
+            raise ValueError("@channel: no notification channel; give channel: {kind: file, path: ...} "
+                             "or a channels list")
+        seen: dict[str, int] = {}
+        for index, channel in enumerate(self.channels or []):
+            if channel.path in seen:
+                raise ValueError(f"@channels: channels[{index}] repeats the path {channel.path!r} of "
+                                 f"channels[{seen[channel.path]}]; list each file once")
+            seen[channel.path] = index
+        return self
+
+    @property
+    def all_channels(self) -> list[FileChannel]:
+        """Every channel, in spec order (``[channel]`` when the spec gives one)."""
+        return list(self.channels) if self.channels is not None else [self.channel] if self.channel else []
+
+    def channel_fields(self) -> list[tuple[str, FileChannel]]:
+        """``(spec field of the channel's path, channel)``: ``notifications.channels[1].path``."""
+        if self.channels is not None:
+            return [(f"notifications.channels[{i}].path", c) for i, c in enumerate(self.channels)]
+        return [("notifications.channel.path", self.channel)] if self.channel else []
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
 
 class ChangeWindow(_Model):
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], min_length=1
-    )
-    start: str = Field("00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    end: str = Field("23:59", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    start: str = Field("00:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    end: str = Field("23:59", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     timezone: str = "UTC"
 
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from exc
-        return value
+        return check_timezone(value)
 
 
 class Approvals(_Model):
@@ -249,11 +264,9 @@ class Approvals(_Model):
 
 # ------------------------------------------------------------------------------- duty inputs
 class ReadinessInputs(_Model):
-    runbook: str
-    rollback_procedure: str
+    runbook: SpecDirPath = Field(description="Runbook file, relative to the spec folder.")
+    rollback_procedure: SpecDirPath = Field(description="Rollback procedure file, relative to the spec folder.")
     min_free_disk_mb: int = Field(100, ge=0)
-
-    _paths = field_validator("runbook", "rollback_procedure")(lambda cls, v: _relative_path(v))
 
 
 class HighRiskApproval(_Model):
@@ -263,10 +276,13 @@ class HighRiskApproval(_Model):
 
 class BackupInputs(_Model):
     command: Command | None = None
-    output: str | None = Field(None, description="File the backup command writes; its sha256 is recorded.")
+    output: str | None = Field(
+        None, description="File the backup command writes, relative to the run's workdir (a leading {workdir}/ or "
+                          "{artifacts_dir}/ is allowed, no other placeholder); its sha256 is recorded.")
     waiver: str | None = Field(None, min_length=10, description="Reason no backup is needed.")
 
-    _check_command = field_validator("command")(lambda cls, v: v if v is None else check_argv(v))
+    _check_command = field_validator("command")(lambda cls, v: v if v is None else check_command(v))
+    _check_output = field_validator("output")(lambda cls, v: v if v is None else check_output_path(v))
 
     @model_validator(mode="after")
     def _backup_or_waiver(self) -> BackupInputs:
@@ -276,9 +292,11 @@ class BackupInputs(_Model):
 
 
 class RiskInputs(_Model):
-    repo: str = Field(".", description="git repository holding the service's history (relative to the spec).")
+    repo: str = Field(".", description="git repository holding the service's history: the spec folder (.), a "
+                                        "folder inside it, or a folder above it given only as '..' components "
+                                        "(../.. : the repository holding the spec in a monorepo).")
     max_commits: int = Field(200, ge=1, le=100000)
-    paths: list[str] = Field(default_factory=list,
+    paths: list[RepoPathspec] = Field(default_factory=list,
                              description="Limit the change set to these paths (git pathspecs, relative to the repo "
                                          "root): the service's own folders in a monorepo.")
     sensitive_paths: list[str] = Field(
@@ -289,43 +307,47 @@ class RiskInputs(_Model):
     high_risk_approval: HighRiskApproval | None = None
     backup: BackupInputs
 
+    _check_repo = field_validator("repo")(lambda cls, v: check_repo(v))
+
 
 class PlanningInputs(_Model):
     default_phase_minutes: float = Field(5.0, gt=0, description="Estimate per phase when no history exists.")
 
 
 class BuildInputs(_Model):
-    config: str = Field(description="Build configuration file (read and digested).")
+    config: SpecDirPath = Field(description="Build configuration file, relative to the spec folder (read and "
+                                            "digested).")
     command: Command
-    artifacts: list[str] = Field(min_length=1, description="Globs, relative to {artifacts_dir}.")
+    artifacts: list[ArtifactGlob] = Field(min_length=1, description="Globs, relative to {artifacts_dir}.")
 
-    _check_command = field_validator("command")(lambda cls, v: check_argv(v))
+    _check_command = field_validator("command")(lambda cls, v: check_command(v))
 
 
 class DependencyInputs(_Model):
-    lock_file: str
-    scan_report: str
+    lock_file: SpecDirPath = Field(description="Lock file, relative to the spec folder.")
+    scan_report: SpecDirPath = Field(description="Vulnerability scan report, relative to the spec folder.")
     scan_format: Literal["pip-audit", "sarif"] = "pip-audit"
 
 
 class InfrastructureInputs(_Model):
-    files: list[str] = Field(default_factory=list, description="IaC files to read; the local target adds its manifest.")
+    files: list[SpecDirPath] = Field(default_factory=list, description="IaC files to read, relative to the spec "
+                                                                       "folder; the local target adds its manifest.")
     plan_command: Command | None = None
     apply_command: Command | None = None
 
     _check_commands = field_validator("plan_command", "apply_command")(
-        lambda cls, v: v if v is None else check_argv(v)
+        lambda cls, v: v if v is None else check_command(v)
     )
 
 
 Control = Literal["no_plaintext_secrets", "config_permissions", "security_headers", "tls_certificate"]
+DEFAULT_CONTROLS: tuple[Control, ...] = ("no_plaintext_secrets", "config_permissions", "security_headers")
 
 
 class SecurityInputs(_Model):
-    config_files: list[str] = Field(min_length=1)
-    required_controls: list[Control] = Field(
-        default_factory=lambda: ["no_plaintext_secrets", "config_permissions", "security_headers"], min_length=1
-    )
+    config_files: list[SpecDirPath] = Field(min_length=1, description="Configuration files to audit, relative to "
+                                                                      "the spec folder.")
+    required_controls: list[Control] = Field(default_factory=lambda: list(DEFAULT_CONTROLS), min_length=1)
     required_headers: list[str] = Field(default_factory=lambda: ["X-Content-Type-Options", "X-Frame-Options"])
     tls_min_days: int = Field(14, ge=0)
     min_compliance_pct: float = Field(100.0, ge=0, le=100)
@@ -343,20 +365,22 @@ class MonitoringInputs(_Model):
     alert_rules: list[AlertRule] = Field(min_length=1)
     observation_seconds: float = Field(5.0, gt=0, le=3600)
     sample_interval_seconds: float = Field(1.0, gt=0, le=600)
-    dashboard: str | None = Field(None, description="Dashboard definition file; generated when absent.")
+    dashboard: SpecDirPath | None = Field(None, description="Dashboard definition file, relative to the spec "
+                                                            "folder; generated when absent.")
 
 
 class TestSuite(_Model):
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     command: Command
-    junit: str = Field(description="JUnit XML the command writes, relative to {workdir}.")
+    junit: WorkdirPath = Field(description="JUnit XML the command writes, relative to {workdir}.")
 
-    _check_command = field_validator("command")(lambda cls, v: check_argv(v))
+    _check_command = field_validator("command")(lambda cls, v: check_command(v))
 
 
 class QAInputs(_Model):
     suites: list[TestSuite] = Field(min_length=1)
-    coverage_report: str | None = Field(None, description="Cobertura/coverage.py XML, relative to {workdir}.")
+    coverage_report: WorkdirPath | None = Field(None, description="Cobertura/coverage.py XML, relative to "
+                                                                  "{workdir}.")
     benchmark_requests: int = Field(50, ge=1, le=100000)
 
 
@@ -379,10 +403,18 @@ class BlueGreenSettings(_Model):
 
 
 class ReleaseSpec(_Model):
-    """A release: what to ship, where, how, and what must hold before traffic stays on it."""
+    """A release: what to ship, where, how, and what must hold before traffic stays on it.
+
+    The spec names no version: every run does (trigger conf {"version": "1.4.2"}, the trigger form, or
+    `--set version=1.4.2`). Every path is relative to the folder its field names (the spec folder,
+    the run's workdir or artifacts dir, the repository root) and may not be absolute or climb out
+    with `..`; `risk.repo` alone may be only `..` components. Numbers must be finite (.nan and .inf
+    are refused). Commands are argv lists, never run in a shell; when the environment variable
+    `GENDEV_ALLOWED_EXECUTABLES` is set (comma-separated program names or absolute paths;
+    `{python}` counts as `python`), a command whose program is not listed is refused.
+    """
 
     service: str = Field(pattern=SERVICE_PATTERN, description="Lower-case name; the DAG is release__<service>.")
-    version: str = Field(pattern=SEMVER_PATTERN, description="Default version (semver); a run may override it.")
     environment: Literal["development", "staging", "production"] = "production"
     strategy: Strategy = Strategy.blue_green
     blue_green: BlueGreenSettings = Field(default_factory=BlueGreenSettings)
@@ -413,13 +445,6 @@ class ReleaseSpec(_Model):
     def _strategy_supported(cls, value: Strategy) -> Strategy:
         return require_supported_strategy(value)
 
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_is_text(cls, value: Any) -> Any:
-        if isinstance(value, (int, float)):
-            raise ValueError(f"{value!r} was read as a number; quote it in YAML, e.g. version: \"1.0.0\"")
-        return value
-
     @model_validator(mode="after")
     def _production_needs_gates(self) -> ReleaseSpec:
         if self.environment == "production" and (self.approvals is None or self.change_window is None):
@@ -448,10 +473,28 @@ class ReleaseSpec(_Model):
     def spec_dir(self) -> Path:
         return self._source.parent if self._source else Path.cwd()
 
-    def resolve(self, relative: str) -> Path:
-        """A path named by the spec, relative to the spec's folder."""
-        path = Path(relative)
-        return path if path.is_absolute() else (self.spec_dir / path)
+    def input_path(self, field: str, value: str) -> Path:
+        """A file the spec names relative to its folder, resolved (symlinks followed).
+
+        :param field: the spec field, named when the path is refused (``readiness.runbook``).
+        :param value: the field's text.
+        :raises gendev_release.paths.PathEscape: when the path is absolute, climbs with ``..`` or
+            resolves outside the spec folder.
+        """
+        return resolve_inside(self.spec_dir, value, field)
+
+    def resolve(self, relative: str, field: str = "path") -> Path:
+        """A path relative to the spec's folder; never absolute, never outside it (see :meth:`input_path`)."""
+        return self.input_path(field, relative)
+
+    def repo_path(self) -> Path:
+        """``risk.repo`` as a folder: an ancestor of the spec folder (only ``..``) or a folder inside it."""
+        value = self.risk.repo
+        parts = PurePosixPath(value).parts
+        if parts and all(part == ".." for part in parts):
+            folder = self.spec_dir.resolve()
+            return folder.parents[len(parts) - 1] if len(parts) <= len(folder.parents) else Path(folder.anchor)
+        return self.input_path("risk.repo", value)
 
 
 def dag_id_for(service: str) -> str:
@@ -467,34 +510,6 @@ def require_supported_strategy(value: Strategy | str) -> Strategy:
 
 
 # ------------------------------------------------------------------------------------- loading
-def _problems(exc: ValidationError) -> list[SpecProblem]:
-    problems = []
-    for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"]
-        if message.startswith("Value error, "):
-            message = message[len("Value error, "):]
-        if error["type"] == "extra_forbidden":
-            message = "unknown field (check the spelling; see `gendev-release schema`)"
-        elif error["type"] == "missing":
-            message = "required field is missing"
-        elif error["type"] == "string_pattern_mismatch":
-            message = _pattern_message(error.get("input"), error.get("ctx", {}).get("pattern", ""))
-        if message.startswith("@") and ": " in message:  # a cross-field rule naming its field
-            sub, message = message[1:].split(": ", 1)
-            field = sub if field == "(top level)" else f"{field}.{sub}"
-        problems.append(SpecProblem(field, message))
-    return problems
-
-
-def _pattern_message(value: Any, pattern: str) -> str:
-    if pattern == SEMVER_PATTERN:
-        return f"{value!r} is not a semantic version; use MAJOR.MINOR.PATCH[-PRERELEASE], e.g. 1.4.2"
-    if pattern == SERVICE_PATTERN:
-        return f"{value!r} is not a valid service name; use lower-case letters, digits and '-', max 40"
-    return f"{value!r} does not match the pattern {pattern}"
-
-
 def parse_spec(data: Any, source: str = "<spec>", path: Path | None = None) -> ReleaseSpec:
     """Validate already-parsed YAML data; raise :class:`SpecError` naming every bad field."""
     if data is None:
@@ -504,47 +519,20 @@ def parse_spec(data: Any, source: str = "<spec>", path: Path | None = None) -> R
     try:
         spec = ReleaseSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(source, _problems(exc)) from exc
+        raise SpecError(source, validation_problems(exc)) from exc
     spec._source = path.resolve() if path else None
     return spec
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: the second one would silently win."""
+def load_spec(path: str | Path, *, loader: LoaderClass | None = None) -> ReleaseSpec:
+    """Load and validate a release spec file; every problem is a :class:`SpecError`.
 
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (the later value would silently win)", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
-def load_spec(path: str | Path) -> ReleaseSpec:
-    """Load and validate a release spec file."""
+    :param path: the YAML file (at most :data:`gendev_release.spec_yaml.MAX_SPEC_BYTES`).
+    :param loader: the YAML loader (default :data:`gendev_release.spec_yaml.LOADER`, libyaml's when present).
+    """
     path = Path(path)
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(source, [SpecProblem("(file)", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(source, [SpecProblem("(file)", f"cannot read: {exc}")]) from exc
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(source, [SpecProblem(where, f"invalid YAML: {problem}")]) from exc
-    return parse_spec(data, source, path)
+    return parse_spec(load_document(path, source, loader), source, path)
 
 
 def spec_from_json(data: dict[str, Any], source_path: str | None) -> ReleaseSpec:
@@ -560,26 +548,58 @@ def json_schema() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- run parameters
-class RunParams(_Model):
-    """What a single run may override (the trigger form's Params)."""
+#: What a run may set: Airflow's trigger form and conf, ``--set`` on the command line.
+RUN_PARAMETERS = ("version", "strategy", "dry_run")
+VERSION_REQUIRED = ('version is required: every run names the version it releases (trigger conf '
+                    '{"version": "1.4.2"} or `--set version=1.4.2`); ' + VERSION_FORMAT)
 
-    version: str = Field(pattern=SEMVER_PATTERN)
+
+class RunParams(_Model):
+    """One run's parameters (the trigger form's Params), built by :func:`run_params`."""
+
+    version: str
     strategy: Strategy
     dry_run: bool = False
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_format(cls, value: Any) -> str:
+        return check_version(value)
 
     @field_validator("strategy")
     @classmethod
     def _strategy_supported(cls, value: Strategy) -> Strategy:
         return require_supported_strategy(value)
 
+    @field_validator("dry_run", mode="before")
+    @classmethod
+    def _dry_run_is_boolean(cls, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{clip(value)} is not a boolean; give true or false (a JSON boolean, not text)")
+        return value
+
 
 def run_params(spec: ReleaseSpec, overrides: dict[str, Any] | None, source: str = "params") -> RunParams:
-    """Merge a run's parameters over the spec's defaults; raise :class:`SpecError` on bad values."""
-    merged: dict[str, Any] = {"version": spec.version, "strategy": spec.strategy.value, "dry_run": False}
-    for key, value in (overrides or {}).items():
-        if key in merged and value is not None:
-            merged[key] = value
+    """A run's parameters, validated; raise :class:`SpecError` naming every bad one.
+
+    :param spec: the release spec; it gives the default strategy, never the version.
+    :param overrides: the run's values (Airflow's params and trigger conf, or ``--set``). Unknown
+        keys are refused; ``version`` is required (:func:`check_version`); ``strategy`` and
+        ``dry_run`` may be absent or None (the spec's strategy; no dry run).
+    :param source: where the values came from, for the messages (``params``, ``--set``).
+    """
+    given = dict(overrides or {})
+    problems = [SpecProblem(field_name((key,)), f"unknown run parameter; allowed: {', '.join(RUN_PARAMETERS)}")
+                for key in given if key not in RUN_PARAMETERS]
+    values: dict[str, Any] = {"strategy": spec.strategy.value, "dry_run": False}
+    values.update({key: value for key, value in given.items() if key in RUN_PARAMETERS and value is not None})
+    if "version" not in values:
+        problems.append(SpecProblem("version", VERSION_REQUIRED))
+    params = None
     try:
-        return RunParams.model_validate(merged)
+        params = RunParams.model_validate(values)
     except ValidationError as exc:
-        raise SpecError(source, _problems(exc)) from exc
+        problems += [p for p in validation_problems(exc) if p.field != "version" or "version" in values]
+    if problems or params is None:
+        raise SpecError(source, problems)
+    return params

@@ -15,7 +15,7 @@ from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from gendev_release.errors import GateFailed
-from gendev_release.operators.base import ReleaseOperatorMixin
+from gendev_release.operators.base import ReleaseOperatorMixin, fail_fast
 from gendev_release.probes import run_checks
 
 
@@ -43,31 +43,28 @@ def checks_payload(spec: Any) -> list[dict[str, Any]]:
     return [check.model_dump(mode="json") for check in spec.health.checks]
 
 
-class HealthCheckSensor(ReleaseOperatorMixin, BaseSensorOperator):
+class HealthCheckSensor(BaseSensorOperator, ReleaseOperatorMixin):
     """Wait, without holding a worker slot, until the service behind the target's router is healthy.
 
-    :param spec_data: the release spec as JSON.
-    :param spec_path: the spec file.
-    :param deferrable: defer to :class:`~gendev_release.sensors.triggers.HealthCheckTrigger` (default
-        True: waiting for health must never hold a worker slot).
+    Built with :meth:`~gendev_release.operators.base.ReleaseOperatorMixin.for_release`.
+    ``deferrable`` (default True: waiting for health must never hold a worker slot) defers to
+    :class:`~gendev_release.sensors.triggers.HealthCheckTrigger`; set it False for the classic poke path.
     """
 
     ui_color = "#e6f4ea"
-
-    def __init__(self, *, spec_data: dict[str, Any], spec_path: str | None = None,
-                 deferrable: bool = True,
-                 **kwargs: Any) -> None:
-        kwargs.setdefault("poke_interval", 1.0)
-        super().__init__(**kwargs)
-        self.spec_data = spec_data
-        self.spec_path = spec_path
-        self.deferrable = deferrable
-        self._gate: HealthGate | None = None
+    deferrable: bool = True
+    _gate: HealthGate | None = None
 
     def execute(self, context: Context) -> Any:
+        with fail_fast():
+            return self._start(context)
+
+    def _start(self, context: Context) -> Any:
         ctx = self.duty_context(context)
         if ctx.params.dry_run:
             raise AirflowSkipException("dry run: no traffic moved, nothing to check")
+        self.enter_run(context, ctx)
+        self.require_serving(ctx)
         url = ctx.target.url()
         if not url:
             raise GateFailed("post-switch health: the target has no router URL; nothing was deployed")
@@ -95,11 +92,12 @@ class HealthCheckSensor(ReleaseOperatorMixin, BaseSensorOperator):
         return self._gate.observe([r.reason for r in results if not r.passed])
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        ctx = self.duty_context(context)
-        event = event or {"status": "error", "reason": "trigger ended without an event"}
-        ctx.store.save_record("post_switch_health", event)
-        if event.get("status") != "success":
-            raise GateFailed(f"post-switch health failed: {event.get('reason')}")
-        self.log.info("healthy after %s rounds: %s", event.get("rounds"), event.get("url"))
-        return event
+        with fail_fast():
+            ctx = self.duty_context(context)
+            event = event or {"status": "error", "reason": "trigger ended without an event"}
+            ctx.store.save_record("post_switch_health", event)
+            if event.get("status") != "success":
+                raise GateFailed(f"post-switch health failed: {event.get('reason')}")
+            self.log.info("healthy after %s rounds: %s", event.get("rounds"), event.get("url"))
+            return event
 

@@ -33,6 +33,7 @@ def free_port() -> int:
 @dataclass
 class AirflowStack:
     root: Path
+    dags_folder: Path = REPO / "dags"
     db_url: str | None = None
     executor: str = "LocalExecutor"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -61,7 +62,7 @@ class AirflowStack:
             "AIRFLOW_HOME": str(self.airflow_home),
             "GENDEV_HOME": str(self.gendev_home),
             "GENDEV_MAX_LIFETIME": "900",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": "4",
@@ -98,7 +99,8 @@ class AirflowStack:
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         for component in COMPONENTS:
-            args = [component] + (["--port", str(self.port), "--host", "127.0.0.1"] if component == "api-server" else [])
+            api = ["--port", str(self.port), "--host", "127.0.0.1"] if component == "api-server" else []
+            args = [component, *api]
             with open(logs / f"{component}.log", "wb") as out:
                 self.processes[component] = subprocess.Popen(
                     [str(Path(sys.executable).parent / "airflow"), *args], env=self.env(), stdout=out,
@@ -135,8 +137,8 @@ class AirflowStack:
             self._token = response.json()["access_token"]
         return self._token
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token()}"}
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token()}", **(headers or {})}
         return httpx.request(method, f"{self.base_url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
 
     def wait_for_dag(self, dag_id: str, timeout: float = 240) -> dict[str, Any]:
@@ -173,6 +175,19 @@ class AirflowStack:
         response = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
         response.raise_for_status()
         return {ti["task_id"]: ti["state"] for ti in response.json()["task_instances"]}
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """The latest try's log of a task, as text (structured lines joined)."""
+        ti = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+        ti.raise_for_status()
+        try_number = ti.json()["try_number"]
+        response = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+                                params={"full_content": "true"}, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        content = response.json().get("content", [])
+        if isinstance(content, str):
+            return content
+        return "\n".join(json.dumps(line) if not isinstance(line, str) else line for line in content)
 
     def stop(self) -> None:
         for proc in self.processes.values():

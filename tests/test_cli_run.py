@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
+from spec_folder import demo_spec_folder
+
+from gendev_release.run_record import ReleaseHistory, RunRecordStore
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "dags" / "releases" / "demo.yaml"
@@ -61,14 +64,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def strict_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo spec, but /healthz must pass before the switch: a broken version aborts early."""
-    folder = tmp_path_factory.mktemp("strict-spec")
-    shutil.copytree(DEMO.parent / "demo", folder / "demo")
-    data = yaml.safe_load(DEMO.read_text())
-    data["blue_green"]["pre_switch_checks"] = ["healthz", "version"]
-    data["risk"]["repo"] = str(REPO)
-    path = folder / "demo.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+
+    def strict(data: dict[str, Any]) -> None:
+        data["blue_green"]["pre_switch_checks"] = ["healthz", "version"]
+
+    return demo_spec_folder(tmp_path_factory.mktemp("strict-spec"), strict)
 
 
 def test_1_good_release_succeeds_and_stays_up(home: Path) -> None:
@@ -94,7 +94,7 @@ def test_2_failure_before_traffic_moved_aborts_and_keeps_the_old_version(home: P
     assert summary["active_version"] == "1.1.0"
     decision = json.loads(next((home / "evidence" / "release__demo").glob(
         f"{summary['run_id'].replace(':', '_')}/failure-decision.json")).read_text())
-    assert decision == {**decision, "decision": "abort", "traffic_moved": False}
+    assert decision == {**decision, "decision": "abort", "this_run_serving": False}
     assert served_version(home) == "1.1.0" and healthz(home) == 200
     state = json.loads((home / "targets" / "demo" / "state.json").read_text())
     assert all(slot is None or slot["version"] != "1.2.0-broken" or not slot.get("pid")
@@ -137,6 +137,9 @@ def test_4_dry_run_changes_nothing(home: Path) -> None:
 
 @pytest.mark.parametrize(("setting", "message"), [
     ("version=1.0", "--set: version: '1.0' is not a semantic version"),
+    ("version=1\u0662.0.0", "--set: version: '1\u0662.0.0' is not a semantic version"),
+    ("version=1.0.0\n", "--set: version: '1.0.0\\n' is not a semantic version"),
+    ("dry_run=true", "--set: version: version is required"),
     ("strategy=canary", "--set: strategy: strategy 'canary' is not supported yet; use one of: blue_green"),
     ("colour=blue", "--set: colour: cannot be set; settable: version, strategy, dry_run"),
     ("dry_run=maybe", "--set: dry_run: 'maybe' is not a boolean; use true or false"),
@@ -155,6 +158,93 @@ def test_first_release_failing_after_the_switch_is_withdrawn(tmp_path: Path) -> 
         result, summary = run(DEMO, home, "version=1.0.0-broken")
         assert result.returncode == 1, result.stdout[-4000:]
         assert summary["rolled_back"] is True and summary["active_version"] is None
+        assert summary["outcome"] == "withdrawn"
         assert healthz(home) == 502
+    finally:
+        cli("down", str(DEMO), "--home", str(home))
+
+
+# ----------------------------------------------------------------- one release per service
+def _start(spec: Path, home: Path, version: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["GENDEV_MAX_LIFETIME"] = "900"
+    return subprocess.Popen([sys.executable, "-m", "gendev_release.cli", "run", str(spec), "--home", str(home),
+                             "--set", f"version={version}", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True)
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _state(home: Path) -> dict[str, Any]:
+    try:
+        return json.loads((home / "targets" / "demo" / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _active_version(home: Path) -> str | None:
+    state = _state(home)
+    slot = (state.get("slots") or {}).get(state.get("active") or "")
+    return slot["version"] if slot else None
+
+
+def test_a_second_release_of_the_service_is_refused_while_the_first_completes(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    try:
+        first = _start(DEMO, home, "2.0.0")
+        _wait_for(lambda: (home / "targets" / "demo" / "lease.json").exists(), "the first run's lease")
+        second, summary = run(DEMO, home, "version=2.1.0")
+        assert second.returncode == 3, second.stdout[-2000:] + second.stderr[-2000:]
+        assert "another release of demo is in progress" in second.stderr and summary["state"] == "refused"
+        out, err = first.communicate(timeout=600)
+        assert first.returncode == 0, out[-3000:] + err[-3000:]
+        assert json.loads(out.strip().splitlines()[-1])["active_version"] == "2.0.0"
+        # The state is consistent: the first release serves, the refused one never staged anything,
+        # its records do not exist, and the lease is free again.
+        assert served_version(home) == "2.0.0"
+        assert all(slot is None or slot["version"] == "2.0.0" or not slot.get("pid")
+                   for slot in _state(home)["slots"].values())
+        records = RunRecordStore(home).list("release__demo")
+        assert [(r.version, r.outcome) for r in records] == [("2.0.0", "success")]
+        assert not (home / "targets" / "demo" / "lease.json").exists()
+    finally:
+        cli("down", str(DEMO), "--home", str(home))
+
+
+def test_a_run_killed_after_the_switch_is_interrupted_and_the_next_release_restores_first(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    try:
+        result, _ = run(DEMO, home, "version=3.0.0")
+        assert result.returncode == 0, result.stdout[-3000:]
+        killed = _start(DEMO, home, "3.1.0")
+        _wait_for(lambda: _active_version(home) == "3.1.0", "the switch to 3.1.0")
+        os.killpg(killed.pid, signal.SIGKILL)  # the runner dies; its service slots live on (own sessions)
+        killed.communicate(timeout=30)
+        assert served_version(home) == "3.1.0"  # an unverified version serves
+        [dead] = [r for r in RunRecordStore(home).list("release__demo") if r.version == "3.1.0"]
+        assert dead.state.value == "running"
+
+        result, summary = run(DEMO, home, "version=3.2.0")
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert "Found a dead release" in result.stdout
+        dead_after = RunRecordStore(home).load("release__demo", dead.run_id)
+        assert dead_after is not None and dead_after.state.value == "interrupted"
+        assert dead_after.outcome == "interrupted" and "is gone" in (dead_after.reason or "")
+        record = RunRecordStore(home).load("release__demo", summary["run_id"])
+        assert record is not None and record.restored_before_release is not None
+        assert record.restored_before_release["unverified_version"] == "3.1.0"
+        assert record.restored_before_release["restored_version"] == "3.0.0"
+        assert record.previous_version == "3.0.0" and record.last_verified_version == "3.0.0"
+        assert served_version(home) == "3.2.0"
+        history = ReleaseHistory(home, "release__demo")
+        assert [(e.version, e.outcome, e.verified) for e in history.entries()] == [
+            ("3.0.0", "success", True), ("3.1.0", "interrupted", False), ("3.2.0", "success", True)]
     finally:
         cli("down", str(DEMO), "--home", str(home))

@@ -54,18 +54,51 @@ def bad_specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files = {
         "typo": demo.replace("\nstrategy: blue_green\n", "\nstrategie: blue_green\n"),
         "empty": "",
-        "broken": "service: demo\nversion: [1.0\n",
-        "list": "- service: demo\n- version: 1.0.0\n",
+        "broken": "service: demo\nstrategy: [1.0\n",
+        "list": "- service: demo\n- environment: staging\n",
     }
+    hostile = {  # the crashers and guards: each must be one FILE: field: message line, exit 2
+        "tz_folder": demo.replace("timezone: UTC", "timezone: Europe"),
+        "tz_long": demo.replace("timezone: UTC", "timezone: " + "E" * 300),
+        "complex_key": demo + "? [a, b]\n: 1\n",
+        "deep": demo + "deep: " + "[" * 600 + "]" * 600 + "\n",
+        "nul": demo.replace("service: demo", "service: de\x00mo"),
+        "alias_bomb": "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)),
+        "recursive_alias": "a: &a [1, *a]\n",
+        "int_key": demo + "1: one\n",
+        "old_version": demo.replace("\nenvironment: production\n", "\nversion: 1.0.0\nenvironment: production\n"),
+        "nan": demo.replace("p95_latency_ms: 250", "p95_latency_ms: .nan"),
+        "abs_junit": demo.replace("junit: qa/integration.xml", "junit: /etc/passwd"),
+        "escape_runbook": demo.replace("runbook: demo/runbook.md", "runbook: ../../../etc/passwd"),
+    }
+    files.update({f"hostile_{name}": text for name, text in hostile.items()})
     paths = {}
     for name, text in files.items():
         paths[name] = folder / f"{name}.yaml"
         paths[name].write_text(text, encoding="utf-8")
     paths["missing"] = folder / "missing.yaml"
+    paths["home"] = folder / "home"
     return paths
 
 
 BAD_ORDER = ["typo", "empty", "broken", "list", "missing"]
+#: Where each hostile spec is refused (a field, or a line and column for what YAML itself cannot be).
+_END = f"line {(ROOT / DEMO_REL).read_text(encoding='utf-8').count(chr(10)) + 1}, column "
+HOSTILE_FIELDS = {
+    "tz_folder": "change_window.timezone",
+    "tz_long": "change_window.timezone",
+    "complex_key": f"{_END}3",
+    "deep": _END,
+    "nul": f"line {(ROOT / DEMO_REL).read_text(encoding='utf-8').splitlines().index('service: demo') + 1}, column 12",
+    "alias_bomb": "line ",
+    "recursive_alias": "line 1, column ",
+    "int_key": f"{_END}1",
+    "old_version": "version",
+    "nan": "quality_gates.p95_latency_ms",
+    "abs_junit": "qa.suites.0.junit",
+    "escape_runbook": "readiness.runbook",
+}
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +111,11 @@ def runs(cli_env: dict[str, str], bad_specs: dict[str, Path]) -> dict[str, subpr
         "schema": ["schema"],
         "graph_json": ["graph", DEMO_REL, "--json"],
         "graph_bad": ["graph", str(bad_specs["typo"]), "--json"],
+        "validate_hostile": ["validate", *(str(bad_specs[f"hostile_{n}"]) for n in HOSTILE_FIELDS)],
+        "run_without_version": ["run", DEMO_REL, "--home", str(bad_specs["home"])],
+        "run_spaced_version": ["run", DEMO_REL, "--home", str(bad_specs["home"]), "--set", "version= 1.0.0"],
+        "run_newline_version": ["run", DEMO_REL, "--home", str(bad_specs["home"]), "--set", "version=1.0.0\n"],
+        "run_typo": ["run", DEMO_REL, "--home", str(bad_specs["home"]), "--set", "verison=1.0.0"],
     }
     started = {name: _start(cli_env, *args) for name, args in calls.items()}
     return {name: _finish(proc) for name, proc in started.items()}
@@ -103,10 +141,114 @@ def test_validate_bad_files_one_line_per_problem(runs, bad_specs: dict[str, Path
     assert proc.stdout.splitlines() == [
         f"{bad_specs['typo']}: strategie: {UNKNOWN_FIELD}",
         f"{bad_specs['empty']}: (top level): spec is empty; expected a mapping",
-        f"{bad_specs['broken']}: line 3, column 1: invalid YAML: expected ',' or ']', but got '<stream end>'",
+        f"{bad_specs['broken']}: line 3, column 1: invalid YAML: did not find expected ',' or ']'",
         f"{bad_specs['list']}: (top level): expected a mapping, got list",
         f"{bad_specs['missing']}: (file): file not found",
     ]
+
+
+def test_validate_refuses_hostile_specs_one_line_each(runs, bad_specs: dict[str, Path]) -> None:
+    proc = runs["validate_hostile"]
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == ""  # no "ok" line, no traceback, no warning
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(HOSTILE_FIELDS), lines
+    for line, (name, field) in zip(lines, HOSTILE_FIELDS.items(), strict=True):
+        source = str(bad_specs[f"hostile_{name}"])
+        assert line.startswith(f"{source}: {field}"), (name, line)
+        where, message = line[len(source) + 2:].split(": ", 1)
+        assert where and message, line
+
+
+def test_validate_reports_an_internal_error_as_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from gendev_release import cli, spec
+
+    def broken(path: str) -> None:
+        if path == "first.yaml":
+            raise TypeError("boom")
+
+    monkeypatch.delenv("GENDEV_DEBUG", raising=False)
+    monkeypatch.setattr(spec, "load_spec", broken)
+    assert cli.main(["validate", "first.yaml", "second.yaml"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ("first.yaml: (internal error): TypeError: boom; please report it (set GENDEV_DEBUG=1 for the "
+                   "traceback)\n")
+    assert err == "second.yaml: ok\n"
+
+
+@pytest.mark.parametrize("command", [["validate", DEMO_REL], ["schema"], ["graph", DEMO_REL, "--json"]],
+                         ids=["validate", "schema", "graph"])
+def test_static_commands_do_not_import_airflow(cli_env: dict[str, str], command: list[str]) -> None:
+    code = ("import contextlib, io, sys\n"
+            "from gendev_release import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            f"    status = cli.main({command!r})\n"
+            "print(status, sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.stdout == "0 []\n", proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------- run parameters
+def test_run_without_a_version_is_refused_before_anything_starts(runs, bad_specs: dict[str, Path]) -> None:
+    from gendev_release.spec import VERSION_REQUIRED
+
+    proc = runs["run_without_version"]
+    assert proc.returncode == 2
+    assert proc.stdout == f"--set: version: {VERSION_REQUIRED}\n"
+    assert not (bad_specs["home"] / "airflow" / "airflow.db").exists()
+
+
+@pytest.mark.parametrize(("run", "value"), [("run_spaced_version", " 1.0.0"), ("run_newline_version", "1.0.0\n")])
+def test_run_does_not_strip_the_version(runs, run: str, value: str) -> None:
+    from gendev_release.spec_rules import VERSION_FORMAT
+
+    proc = runs[run]
+    assert proc.returncode == 2
+    assert proc.stdout == f"--set: version: {value!r} is not a semantic version; use {VERSION_FORMAT}\n"
+
+
+def test_run_refuses_an_unknown_parameter(runs) -> None:
+    proc = runs["run_typo"]
+    assert proc.returncode == 2
+    assert proc.stdout == "--set: verison: cannot be set; settable: version, strategy, dry_run\n"
+
+
+@pytest.mark.parametrize(("pairs", "expected"), [
+    (["version=1.0.0"], {"version": "1.0.0"}),
+    (["version= 1.0.0"], {"version": " 1.0.0"}),
+    (["version=1.0.0\n", "dry_run=TRUE"], {"version": "1.0.0\n", "dry_run": True}),
+    (["dry_run=no", "strategy=blue_green"], {"dry_run": False, "strategy": "blue_green"}),
+])
+def test_parse_overrides_keeps_values_as_typed(pairs: list[str], expected: dict[str, object]) -> None:
+    from gendev_release.cli import _parse_overrides
+
+    assert _parse_overrides(pairs) == expected
+
+
+@pytest.mark.parametrize(("pairs", "problems"), [
+    (["version"], [("version", "expected NAME=VALUE")]),
+    ([" version=1.0.0"], [(" version", "cannot be set; settable: version, strategy, dry_run")]),
+    (["dry-run=true"], [("dry-run", "cannot be set; settable: version, strategy, dry_run")]),
+    (["=1"], [('""', "cannot be set; settable: version, strategy, dry_run")]),
+    (["dry_run= true"], [("dry_run", "' true' is not a boolean; use true or false")]),
+    (["version=1.0.0", "version=2.0.0"], [("version", "set twice; give it once")]),
+])
+def test_parse_overrides_refuses(pairs: list[str], problems: list[tuple[str, str]]) -> None:
+    from gendev_release.cli import _parse_overrides
+    from gendev_release.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        _parse_overrides(pairs)
+    assert info.value.source == "--set"
+    assert [(p.field, p.message) for p in info.value.problems] == problems
+
+
+def test_settable_names_are_the_run_parameters() -> None:
+    from gendev_release.cli import SETTABLE
+    from gendev_release.spec import RUN_PARAMETERS
+
+    assert SETTABLE == RUN_PARAMETERS
 
 
 def test_validate_nonexistent_file(runs) -> None:
@@ -128,7 +270,8 @@ def test_schema_prints_json_schema(runs) -> None:
     schema = json.loads(proc.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["title"] == "gendev-release spec"
-    assert {"service", "version", "strategy", "health", "build"} <= set(schema["properties"])
+    assert {"service", "strategy", "health", "build"} <= set(schema["properties"])
+    assert "version" not in schema["properties"]  # every run names its version
 
 
 # --------------------------------------------------------------------------------------- graph

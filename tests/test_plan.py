@@ -25,7 +25,8 @@ from gendev_release.plan import (
     graph_json,
     plan_release,
 )
-from gendev_release.spec import SEMVER_PATTERN, load_spec
+from gendev_release.spec import load_spec
+from gendev_release.spec_rules import VERSION_FORMAT, VERSION_MAX_LENGTH, VERSION_PATTERN, check_version
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "dags" / "releases" / "demo.yaml"
@@ -87,7 +88,7 @@ def test_every_step_follows_the_previous_task(plan: ReleasePlan) -> None:
     assert chain[0] == START_TASK and chain[-1] == GATE_TASK
     assert len(chain) == len(set(chain)) == 1 + 16 + 1 + 1  # start, steps, sensor, gate
     assert plan.start.upstream == ()
-    for previous, current in zip(chain, chain[1:]):
+    for previous, current in zip(chain, chain[1:], strict=False):
         assert plan.task(current).upstream == (previous,), current
 
 
@@ -115,9 +116,14 @@ def test_phase_deliverables_come_from_the_seed(plan: ReleasePlan) -> None:
 
 # ------------------------------------------------------------------------------- failure branch
 def test_decide_fires_on_any_main_task_failure(plan: ReleasePlan) -> None:
+    """The main path is one chain ending at the gate: any failure reaches it as upstream_failed."""
     decide = plan.task(DECIDE_TASK)
     assert decide.trigger_rule == ONE_FAILED
-    assert decide.upstream == tuple(main_chain(plan))
+    assert decide.upstream == (GATE_TASK,)
+    chain = main_chain(plan)
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert plan.task(after).upstream == (before,), after
+    assert chain[-1] == GATE_TASK
 
 
 def test_abort_and_rollback_follow_decide(plan: ReleasePlan) -> None:
@@ -148,7 +154,7 @@ def test_failure_branch_order_and_group(plan: ReleasePlan) -> None:
 def test_watcher_waits_for_everything(plan: ReleasePlan) -> None:
     watcher = plan.task(WATCHER_TASK)
     assert watcher.trigger_rule == ALL_DONE
-    assert watcher.upstream == (*main_chain(plan), NOTIFY_TASK)
+    assert watcher.upstream == (GATE_TASK, NOTIFY_TASK)
 
 
 def test_task_ids_unique_and_lookup(plan: ReleasePlan) -> None:
@@ -168,10 +174,13 @@ def test_every_upstream_exists(plan: ReleasePlan) -> None:
 def test_params(plan: ReleasePlan) -> None:
     assert set(plan.params) == {"version", "strategy", "dry_run"}
     version = plan.params["version"]
-    assert version["pattern"] == SEMVER_PATTERN
-    assert version["type"] == "string"
-    assert version["default"] == "1.0.0"
-    assert re.fullmatch(version["pattern"], version["default"])
+    # No default: Airflow's trigger form requires a version and a REST trigger without one gets 400.
+    assert version == {
+        "type": "string", "pattern": VERSION_PATTERN, "maxLength": VERSION_MAX_LENGTH, "title": "Version",
+        "description": "Semantic version MAJOR.MINOR.PATCH with an optional -PRERELEASE and +BUILD, ASCII, at most "
+                       "64 characters, e.g. 1.4.2.",
+    }
+    assert VERSION_FORMAT in version["description"]
     strategy = plan.params["strategy"]
     assert strategy["enum"] == ["blue_green"]
     assert strategy["default"] == "blue_green"
@@ -180,11 +189,31 @@ def test_params(plan: ReleasePlan) -> None:
     assert dry_run["default"] is False
 
 
+@pytest.mark.parametrize(("value", "valid"), [
+    ("1.0.0", True), ("2.0.0-rc.1+sha.5114f85", True), ("1.0.0-" + "a" * 58, True),
+    ("1.0.0-" + "a" * 59, False), ("1.0.0-" + "a" * 4994, False), ("1\u0662.0.0", False), ("1.0.0\n", False),
+    (" 1.0.0", False), ("1.0", False), ("v1.0.0", False), (1, False), (None, False),
+])
+def test_version_param_is_the_same_rule_as_check_version(plan: ReleasePlan, value: object, valid: bool) -> None:
+    """The schema Airflow validates the trigger form and REST conf with (jsonschema, as Param.resolve does)."""
+    import jsonschema
+
+    schema = {k: v for k, v in plan.params["version"].items() if k not in ("title", "description")}
+    errors = list(jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker()).iter_errors(value))
+    assert (not errors) is valid, errors
+    try:
+        check_version(value)
+    except ValueError:
+        assert not valid
+    else:
+        assert valid
+
+
 def test_plan_metadata(plan: ReleasePlan) -> None:
     assert plan.dag_id == "release__demo"
     assert plan.service == "demo"
     assert plan.spec_path == str(DEMO.resolve())
-    assert plan.spec_data["version"] == "1.0.0"
+    assert "version" not in plan.spec_data  # every run names its version
     json.dumps(plan.as_dict())  # the plan crosses process boundaries as JSON
 
 
@@ -261,7 +290,7 @@ def test_phase_titles_and_deliverables_match_the_seed(seed_text: str) -> None:
     assert [(int(n), t) for n, t in titles] == [(p.number, p.title) for p in PHASES]
     deliverables = re.findall(r"^\*\*Deliverables:\*\* (.+)$", seed_text, flags=re.MULTILINE)
     assert len(deliverables) == 8
-    for phase, line in zip(PHASES, deliverables):
+    for phase, line in zip(PHASES, deliverables, strict=True):
         assert [d.lower() for d in phase.deliverables] == [d.strip().lower() for d in line.split(",")], phase.id
 
 

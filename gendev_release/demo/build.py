@@ -17,20 +17,16 @@ import importlib.util
 import io
 import json
 import os
-import re
 import sys
 import tarfile
-import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-#: Same pattern as ``gendev_release.spec.SEMVER_PATTERN`` (a test keeps them equal).
-SEMVER_PATTERN = (
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
+import tomllib
+
+from gendev_release.spec_rules import VERSION_RE
+
 DEFAULT_MODULE = "gendev_release.demo.service"
 
 
@@ -112,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", required=True, help="semantic version to build")
     parser.add_argument("--out", required=True, type=Path, help="folder for the archive and manifest.json")
     args = parser.parse_args(argv)
-    if not re.match(SEMVER_PATTERN, args.version):
+    if not VERSION_RE.match(args.version):
         print(f"build: {args.version!r} is not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE])", file=sys.stderr)
         return 2
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -22,14 +21,8 @@ import httpx
 
 from gendev_release.junit import CaseResult, write_junit
 from gendev_release.probes import HttpResult, http_get, parse_prometheus_text
+from gendev_release.spec_rules import VERSION_RE
 
-#: semver.org's expression, as :data:`gendev_release.spec.SEMVER_PATTERN` (a test keeps them equal). Not
-#: imported from there: the spec module loads Airflow, which would make this suite take seconds to start.
-SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
 SUITE = "demo-integration"
 CLASSNAME = "gendev_release.demo.qa"
 REQUIRED_HEADERS: dict[str, str | None] = {"x-content-type-options": "nosniff", "x-frame-options": None}
@@ -78,7 +71,7 @@ def check_version(base: str, client: httpx.Client) -> str:
     _expect_status(result, "/version", 200)
     payload = _json(result, "/version")
     version = payload.get("version") if isinstance(payload, dict) else None
-    if not isinstance(version, str) or not SEMVER_RE.match(version):
+    if not isinstance(version, str) or not VERSION_RE.match(version):
         raise CheckFailed(f"GET /version: 'version' is {version!r}, not a semantic version")
     return f"version {version}"
 

@@ -136,7 +136,7 @@ class RouterHandler(QuietHandler):
         headers = self._upstream_headers(upstream.netloc)
         if body is not None:
             headers["Content-Length"] = str(len(body))
-        connection = http.client.HTTPConnection(upstream.hostname, upstream.port or 80,
+        connection = http.client.HTTPConnection(upstream.hostname or "127.0.0.1", upstream.port or 80,
                                                 timeout=UPSTREAM_TIMEOUT_SECONDS)
         try:
             connection.request(method, upstream.path.rstrip("/") + self.path, body=body, headers=headers)

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import BaseServer
+from socketserver import BaseServer, TCPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -304,7 +304,7 @@ def port_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def listen_and_serve(name: str, args: argparse.Namespace, make_server: Callable[[int], BaseServer], *,
+def listen_and_serve(name: str, args: argparse.Namespace, make_server: Callable[[int], TCPServer], *,
                      banner: str, where: str = "") -> int:
     """Bind ``make_server(args.port)``, say where it listens and :func:`serve` it; 2 when it cannot bind.
 
@@ -317,7 +317,7 @@ def listen_and_serve(name: str, args: argparse.Namespace, make_server: Callable[
     except OSError as exc:
         print(f"{name}: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr, flush=True)
         return 2
-    port = server.server_address[1]
+    port = int(server.server_address[1])
     print(f"{banner} listening on http://127.0.0.1:{port}{where} (pid {os.getpid()}, "
           f"max lifetime {lifetime or 'none'})", flush=True)
     return serve(server, lifetime, name)

@@ -2,7 +2,9 @@
 
 ``build`` (cicd-builder) reads the build configuration, runs the build command (exit 0 is the
 seed's "build success 100 %") and checks that every artifact glob matched, each artifact's
-sha256, and that the version is valid semver and embedded (manifest or file name).
+sha256, and that the version is valid semver and embedded (manifest or file name). Right after
+the command, everything in ``{artifacts_dir}`` is scanned for plaintext secrets (text files and
+the text members of tar/zip archives); an artifact holding one is removed and fails the check.
 
 ``dependencies`` (dependency-manager) parses the scanner's report (pip-audit JSON or SARIF
 2.1.0), checks that the lock file pins every requirement (and hashes all of them once any has a
@@ -22,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 from gendev_release.commands import run_command
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import command_values, record_input_file, substitute_command
+from gendev_release.paths import glob_inside
 from gendev_release.report import Evidence, ReportBuilder
-from gendev_release.spec import SEMVER_RE
+from gendev_release.secrets import OutputScan, remove_output, scan_output
+from gendev_release.spec_rules import VERSION_RE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,11 +60,40 @@ def embedded_version(artifacts_dir: Path, version: str, artifacts: list[Path]) -
     return False, f"no manifest.json in {artifacts_dir} and no artifact name contains {version}", {}
 
 
+def scan_artifacts(artifacts_dir: Path) -> list[OutputScan]:
+    """The secret scan of every file under ``artifacts_dir`` (archives member by member)."""
+    if not artifacts_dir.is_dir():
+        return []
+    return [scan_output(path) for path in sorted(p for p in artifacts_dir.rglob("*") if p.is_file())]
+
+
+def remove_secret_artifacts(report: ReportBuilder, artifacts_dir: Path) -> list[str]:
+    """Scan the build's outputs; remove each one holding a plaintext secret. Return the problems (check item)."""
+    problems: list[str] = []
+    removed: list[dict[str, Any]] = []
+    for scan in scan_artifacts(artifacts_dir):
+        report.evidence("check", scan.evidence("build artifact"))
+        name = scan.path.relative_to(artifacts_dir).as_posix()
+        if scan.hits:
+            outcome = remove_output(scan.path, f"holds plaintext secret(s) at {scan.describe_hits()}")
+            report.evidence("check", outcome.evidence())
+            removed.append({"path": outcome.path, "sha256": outcome.sha256, "removed": outcome.removed,
+                            "hits": [h.as_dict() for h in scan.hits]})
+            state = "it was removed" if outcome.removed else f"it could NOT be removed ({outcome.error})"
+            problems.append(f"artifact {name} holds plaintext secret(s) at {scan.describe_hits()}; {state}: keep "
+                            "secrets out of the build's inputs and reference them instead (*_CONN_ID, ${VAR})")
+        elif scan.error:
+            problems.append(f"artifact {name} cannot be scanned for secrets: {scan.error}")
+    if removed:
+        report.facts["removed_artifacts"] = removed
+    return problems
+
+
 @duty("build")
 def build(ctx: DutyContext, report: ReportBuilder) -> None:
     spec = ctx.spec
     # read: the build configuration
-    config = spec.resolve(spec.build.config)
+    config = spec.input_path("build.config", spec.build.config)
     problem = record_input_file(report, "read", config, "build.config")
     if problem is None and config.suffix == ".toml" and tomllib is not None:
         try:
@@ -85,11 +118,11 @@ def build(ctx: DutyContext, report: ReportBuilder) -> None:
                        + (f": {tail}" if tail else ""))
     report.metrics["build_success_pct"] = 100.0 if ok else 0.0
 
-    # check: artifacts with sha256, semver version embedded
-    problems = []
+    # check: no secret in any output, artifacts with sha256, semver version embedded
+    problems = remove_secret_artifacts(report, ctx.paths.artifacts_dir)
     found: list[Path] = []
     for pattern in spec.build.artifacts:
-        matches = sorted(p for p in ctx.paths.artifacts_dir.glob(pattern) if p.is_file())
+        matches = glob_inside(ctx.paths.artifacts_dir, pattern, "build.artifacts")
         if not matches:
             problems.append(f"artifact glob {pattern!r} matched no file in {ctx.paths.artifacts_dir}")
         found.extend(m for m in matches if m not in found)
@@ -99,7 +132,7 @@ def build(ctx: DutyContext, report: ReportBuilder) -> None:
         report.deliver(f"artifact {path.name}", path)
         artifacts.append({"name": path.name, "path": str(path), "sha256": evidence.sha256,
                           "bytes": evidence.data["bytes"]})
-    if not SEMVER_RE.match(ctx.version):
+    if not VERSION_RE.match(ctx.version):
         problems.append(f"version {ctx.version!r} is not semantic versioning (MAJOR.MINOR.PATCH)")
     elif found:
         embedded, detail, data = embedded_version(ctx.paths.artifacts_dir, ctx.version, found)
@@ -360,7 +393,7 @@ def dependencies(ctx: DutyContext, report: ReportBuilder) -> None:
     spec = ctx.spec
     deps = spec.dependencies
     # read: the scanner's report
-    scan_path = spec.resolve(deps.scan_report)
+    scan_path = spec.input_path("dependencies.scan_report", deps.scan_report)
     scan: ScanResult | None = None
     problem = record_input_file(report, "read", scan_path, "dependencies.scan_report")
     if problem is None:
@@ -378,7 +411,7 @@ def dependencies(ctx: DutyContext, report: ReportBuilder) -> None:
                    f"{deps.scan_format} report parsed: {len(scan.vulnerabilities) if scan else 0} finding(s)")
 
     # verify: lock file pinned (and hashed when hashes are used)
-    lock_path = spec.resolve(deps.lock_file)
+    lock_path = spec.input_path("dependencies.lock_file", deps.lock_file)
     entries: list[LockEntry] = []
     problem = record_input_file(report, "verify", lock_path, "dependencies.lock_file")
     problems = [problem] if problem else []

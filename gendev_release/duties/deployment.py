@@ -31,6 +31,7 @@ from gendev_release import notify
 from gendev_release.context import DutyContext, write_json_atomic
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import describe_slot, evaluate_rules, router_url, target_evidence
+from gendev_release.facts import StagedRevision, handed_on
 from gendev_release.probes import CheckResult, HttpResult, http_get, run_checks
 from gendev_release.prometheus import request_counter, scrape_metrics
 from gendev_release.report import Evidence, ReportBuilder, utcnow
@@ -38,6 +39,7 @@ from gendev_release.spec import AlertRule, ReleaseSpec
 from gendev_release.targets.base import SlotInfo
 
 STRATEGY_STEPS: tuple[str, ...] = ("pre_switch_gate", "switch", "post_switch_checks")
+PROVISIONING_TASK = "p4_environment.provisioning"
 
 
 # ========================================================================== monitoring helpers
@@ -64,7 +66,7 @@ def alert_rules_document(spec: ReleaseSpec) -> dict[str, Any]:
         "for": "0s",
         "labels": {"severity": "critical", "service": spec.service, "environment": spec.environment},
         "annotations": {"summary": f"{spec.service}: {rule_expr(rule)}",
-                        "channel": spec.notifications.channel.path},
+                        "channel": ", ".join(c.path for c in spec.notifications.all_channels)},
     } for rule in spec.monitoring.alert_rules]
     return {"groups": [{"name": f"{spec.service}-release", "rules": rules}]}
 
@@ -279,17 +281,14 @@ def _slot_matches(slot: SlotInfo | None, name: str, version: str) -> bool:
 
 def staged_slot_from(ctx: DutyContext) -> tuple[SlotInfo | None, str]:
     """The slot provisioning staged for this run's version, or None and why not."""
-    provisioning = ctx.earlier("provisioning")
-    if provisioning is None:
-        return None, "no provisioning report in this run: nothing was staged (phase 4 must run first)"
-    staged = provisioning.facts.get("staged")
-    if not isinstance(staged, dict) or not staged.get("slot") or not staged.get("url"):
-        return None, "the provisioning report has no facts['staged'] with a slot and url: nothing was staged"
-    if staged.get("version") != ctx.version:
-        return None, (f"provisioning staged version {staged.get('version')!r} on slot {staged['slot']}, "
+    staged, problem = handed_on(ctx, StagedRevision)
+    if staged is None:
+        return None, f"nothing was staged: {problem}"
+    if staged.version != ctx.version:
+        return None, (f"provisioning staged version {staged.version!r} on slot {staged.slot}, "
                       f"but this run releases {ctx.version}")
-    return SlotInfo(slot=str(staged["slot"]), version=str(staged["version"]), url=str(staged["url"]),
-                    pid=staged.get("pid"), started_at=staged.get("started_at")), "ok"
+    return SlotInfo(slot=staged.slot, version=staged.version, url=staged.url, pid=staged.pid,
+                    started_at=staged.started_at, run_id=staged.run_id), "ok"
 
 
 @duty("execute_strategy")
@@ -303,14 +302,17 @@ def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
     if staged is not None:
         report.evidence("read", Evidence(kind="computed", source="provisioning report facts.staged",
                                          summary=f"staged {describe_slot(staged)}", data=staged.as_dict()))
-        rerun = _slot_matches(status.active, staged.slot, staged.version) and status.switched_by_run == ctx.run_id
+        rerun = _slot_matches(status.active, staged.slot, staged.version) and status.active is not None \
+            and status.active.run_id == ctx.run_id
         if rerun:
             staged = status.active or staged
         elif _slot_matches(status.staged, staged.slot, staged.version):
             staged = status.staged or staged  # the target's own record is authoritative for the URL
         else:
             problem = (f"target shows staged {describe_slot(status.staged)} and active "
-                       f"{describe_slot(status.active)}, not provisioning's {staged.slot} {staged.version}")
+                       f"{describe_slot(status.active)}, not provisioning's {staged.slot} {staged.version} "
+                       f"(it was rolled back, discarded or replaced); clear from {PROVISIONING_TASK} (with "
+                       f"downstream) to stage {ctx.version} again")
             staged = None
     router = router_url(ctx)
     if staged is not None and router is None:
@@ -588,16 +590,20 @@ def _check_rules_and_channel(ctx: DutyContext, report: ReportBuilder, metrics_ur
         report.block(issue)
     report.metrics["alerts_firing"] = float(len(firing))
     report.metrics["alert_rules_missing_metric"] = float(len(missing))
-    try:
-        delivery = notify.send(spec, ctx.paths.home, event="monitoring_test", severity="info",
-                               subject=f"{spec.service} {ctx.version}: monitoring test notification",
-                               body=f"Alert rules {', '.join(r.name for r in spec.monitoring.alert_rules)} are "
-                                    f"active for {spec.service} {ctx.version}; this is a test of the channel.",
-                               run_id=ctx.run_id)
+    result = notify.send(spec, ctx.paths.home, event="monitoring_test", severity="info",
+                         subject=f"{spec.service} {ctx.version}: monitoring test notification",
+                         body=f"Alert rules {', '.join(r.name for r in spec.monitoring.alert_rules)} are "
+                              f"active for {spec.service} {ctx.version}; this is a test of the channel.",
+                         run_id=ctx.run_id)
+    # a failed channel fails the item; the channels that delivered keep their evidence
+    for delivery in result.delivered:
         report.evidence("check", delivery)
-        report.facts["notification_channel"] = delivery.source
-    except (OSError, ValueError) as exc:
-        problems.append(f"notification channel {spec.notifications.channel.path} failed: {exc}")
+    for failure in result.failures:
+        report.evidence("check", failure.evidence())
+        problems.append(f"notification channel {failure.describe()}")
+    delivered_to = [e.source for e in result.delivered]
+    report.facts["notification_channels"] = delivered_to
+    report.facts["notification_channel"] = delivered_to[0] if delivered_to else None
     report.verdict("check", not problems, "; ".join(problems) or
                    f"all {len(evaluations)} rule metrics present and quiet; test notification delivered to "
-                   f"{report.facts.get('notification_channel')}")
+                   f"{', '.join(delivered_to)}")

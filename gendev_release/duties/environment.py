@@ -6,15 +6,16 @@ idle slot (no traffic) and checks that a re-plan shows no drift. Deletes are fla
 the ``plan_command``'s Terraform plan block the release.
 
 ``hardening`` (security-architect) scans the config files for plaintext secrets (verify, always),
-then runs every required control and computes the compliance level (check).
+then runs every required control and computes the compliance level (check). A secret found in a
+config file also removes what this run built from those files earlier (the backup of phase 1,
+the build artifacts of phase 3, inside the run's workdir): a copy of the secret must not outlive
+the refusal. The scanner itself is :mod:`gendev_release.secrets`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import socket
 import ssl
 import stat
@@ -29,7 +30,10 @@ from gendev_release import probes
 from gendev_release.commands import run_command
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import command_values, record_input_file, substitute_command
+from gendev_release.facts import StagedRevision, handed_on
 from gendev_release.report import Evidence, ReportBuilder
+from gendev_release.secrets import RemovedOutput, SecretHit, remove_output, scan_secrets
+from gendev_release.spec_rules import resolve_output
 from gendev_release.targets.base import ResourceChange
 
 if TYPE_CHECKING:
@@ -73,7 +77,8 @@ def pending_changes(changes: list[ResourceChange]) -> list[ResourceChange]:
 def provisioning(ctx: DutyContext, report: ReportBuilder) -> None:
     spec, infra = ctx.spec, ctx.spec.infrastructure
     # read: IaC files, the target manifest (written, then read back)
-    problems = [p for f in infra.files if (p := record_input_file(report, "read", spec.resolve(f),
+    problems = [p for f in infra.files if (p := record_input_file(report, "read",
+                                                                  spec.input_path("infrastructure.files", f),
                                                                   "infrastructure.files"))]
     planned: list[ResourceChange] | None = None
     try:
@@ -189,75 +194,6 @@ def _apply_and_stage(ctx: DutyContext, report: ReportBuilder, values: dict[str, 
 
 
 # -------------------------------------------------------------------------------------- hardening
-#: Patterns whose match is a secret wherever it appears.
-SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("private_key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
-    ("aws_access_key_id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("github_token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b")),
-    ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("url_credentials", re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]+:[^\s/@]+@")),
-)
-#: ``key = value`` where the key names a secret.
-_ASSIGNMENT_RE = re.compile(
-    r"""(?ix)(?<![a-z0-9_.-])
-    (?P<key>[a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key
-                         |credentials?|auth)[a-z0-9_.-]*)
-    ["']?\s*[:=]\s*(?P<value>"[^"]*"|'[^']*'|[^\s#,;]+)""")
-#: Keys that name a secret's *reference* or a setting about it, never the secret itself.
-_REFERENCE_KEY_SUFFIXES = ("conn_id", "connection", "conn", "_file", "_path", "_env", "_var", "_name", "_id",
-                           "_ref", "_url", "_ttl", "_length", "_len", "_timeout", "_seconds", "_expiry",
-                           "_enabled", "_required", "_header", "_type")
-_REFERENCE_VALUE_RE = re.compile(r"^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\{\{.*\}\}|%\(.*\)s|<[^>]*>|!\S+)$")
-_HARMLESS_VALUES = frozenset({"", "none", "null", "nil", "true", "false", "yes", "no", "~"})
-_TOKEN_RE = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")  # base64 padding, but "=" also separates key=value
-ENTROPY_THRESHOLD = 4.0
-
-
-def shannon_entropy(text: str) -> float:
-    if not text:
-        return 0.0
-    counts = Counter(text)
-    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
-
-
-@dataclass(frozen=True)
-class SecretHit:
-    file: str
-    line: int
-    rule: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line} ({self.rule})"
-
-
-def scan_secrets(text: str, filename: str) -> list[SecretHit]:
-    """Find plaintext secrets; a hit names file, line and rule, never the secret itself.
-
-    Rules: known token shapes and private-key headers (:data:`SECRET_PATTERNS`); assignments to a
-    key naming a password/token/secret/key unless the value is empty or a reference (``${VAR}``,
-    ``{{ var }}``) or the key names a reference (``*_CONN_ID``, ``*_FILE``, ...); and any token of
-    20+ characters with Shannon entropy above :data:`ENTROPY_THRESHOLD` bits per character.
-    """
-    hits: list[SecretHit] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        rules = [name for name, pattern in SECRET_PATTERNS if pattern.search(line)]
-        stripped = line.strip()
-        if not stripped.startswith(("#", "//", ";")):
-            for match in _ASSIGNMENT_RE.finditer(line):
-                key = match["key"].lower()
-                value = match["value"].strip("\"'")
-                if key.endswith(_REFERENCE_KEY_SUFFIXES) or value.lower() in _HARMLESS_VALUES \
-                        or _REFERENCE_VALUE_RE.match(value):
-                    continue
-                rules.append(f"assignment to {match['key']}")
-        for token in _TOKEN_RE.findall(line):
-            if shannon_entropy(token) > ENTROPY_THRESHOLD:
-                rules.append(f"high-entropy string ({len(token)} chars)")
-                break
-        hits.extend(SecretHit(filename, number, rule) for rule in dict.fromkeys(rules))
-    return hits
-
-
 def writable_by_others(mode: int) -> list[str]:
     """Which of group/world may write a file with this mode."""
     return [who for who, bit in (("group", stat.S_IWGRP), ("world", stat.S_IWOTH)) if mode & bit]
@@ -284,6 +220,7 @@ class ControlResult:
     passed: bool
     detail: str
     evidence: list[Evidence] = field(default_factory=list)
+    hits: list[SecretHit] = field(default_factory=list)
 
 
 def _control_secrets(files: list[Path]) -> ControlResult:
@@ -293,15 +230,67 @@ def _control_secrets(files: list[Path]) -> ControlResult:
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
-            return ControlResult("no_plaintext_secrets", False, f"cannot read {path}: {exc}", evidence)
+            return ControlResult("no_plaintext_secrets", False, f"cannot read {path}: {exc}", evidence, hits)
         found = scan_secrets(text, path.name)
         hits.extend(found)
         evidence.append(Evidence(kind="computed", source=str(path), summary=f"secret scan: {len(found)} hit(s)",
                                  data={"hits": [str(h) for h in found], "lines": len(text.splitlines())}))
     if hits:
         return ControlResult("no_plaintext_secrets", False,
-                             "plaintext secret(s) at " + ", ".join(str(h) for h in hits), evidence)
+                             "plaintext secret(s) at " + ", ".join(str(h) for h in hits), evidence, hits)
     return ControlResult("no_plaintext_secrets", True, f"no secrets in {len(files)} config file(s)", evidence)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` itself (not what a link at ``path`` points to) lies inside ``folder``."""
+    where = path.parent.resolve() / path.name
+    root = folder.resolve()
+    return root in where.parents
+
+
+def run_outputs(ctx: DutyContext) -> list[Path]:
+    """This run's backup output (as the spec names it and as the risk step recorded it) and build artifacts."""
+    found: list[Path] = []
+    backup = ctx.spec.risk.backup
+    if backup.output is not None:
+        # "{workdir}/backup/x.tar.gz", "{artifacts_dir}/x", or relative to the run's workdir
+        try:
+            found.append(resolve_output(backup.output, workdir=ctx.paths.workdir,
+                                        artifacts_dir=ctx.paths.artifacts_dir, field="risk.backup.output"))
+        except ValueError:  # PathEscape: it resolves outside the run's folders, so it is not this run's to delete
+            pass
+    risk = ctx.earlier("risk_assessment")
+    recorded = risk.facts.get("backup") if risk else None
+    if isinstance(recorded, dict) and isinstance(recorded.get("path"), str):
+        found.append(Path(recorded["path"]))
+    artifacts = ctx.paths.artifacts_dir
+    if artifacts.is_dir():
+        found.extend(sorted(p for p in artifacts.rglob("*") if p.is_file() or p.is_symlink()))
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.parent.resolve() / path.name, path)
+    return list(unique.values())
+
+
+def purge_run_outputs(ctx: DutyContext, hits: list[SecretHit]) -> tuple[list[RemovedOutput], list[str]]:
+    """Remove this run's backup and build artifacts, built while a config file held a plaintext secret.
+
+    Only files inside the run's workdir are removed; others are returned as problems to act on by hand.
+
+    :return: ``(removed, not removed)``; each removal names its path, digest and reason.
+    """
+    reason = "built in this run while config file(s) held plaintext secret(s) at " + \
+        ", ".join(str(h) for h in hits[:10]) + (f" (+{len(hits) - 10} more)" if len(hits) > 10 else "")
+    removed: list[RemovedOutput] = []
+    kept: list[str] = []
+    for path in run_outputs(ctx):
+        if not (path.is_file() or path.is_symlink()):
+            continue
+        if not _inside(path, ctx.paths.workdir):
+            kept.append(f"{path} is outside the run's workdir {ctx.paths.workdir}: remove it by hand")
+            continue
+        removed.append(remove_output(path, reason))
+    return removed, kept
 
 
 def _control_permissions(files: list[Path]) -> ControlResult:
@@ -319,9 +308,8 @@ def _control_permissions(files: list[Path]) -> ControlResult:
 
 
 def _staged_url(ctx: DutyContext) -> str | None:
-    provisioning_report = ctx.earlier("provisioning")
-    staged = provisioning_report.facts.get("staged") if provisioning_report else None
-    return staged.get("url") if isinstance(staged, dict) else None
+    staged, _ = handed_on(ctx, StagedRevision)
+    return staged.url if staged else None
 
 
 def _control_headers(ctx: DutyContext) -> ControlResult:
@@ -370,12 +358,31 @@ def _safe_url(ctx: DutyContext) -> str | None:
         return None
 
 
+def _purge_after_secrets(ctx: DutyContext, report: ReportBuilder, hits: list[SecretHit]) -> str:
+    """After a secret was found in a config file: remove what phases 1 and 3 built from it; describe it."""
+    if not hits:
+        return ""
+    removed, kept = purge_run_outputs(ctx, hits)
+    for outcome in removed:
+        report.evidence("verify", outcome.evidence())
+    failed = [f"{r.path} could not be removed: {r.error}" for r in removed if not r.removed]
+    for text in [*kept, *failed]:
+        report.findings.append(f"secret purge: {text}")
+    done = [r.path for r in removed if r.removed]
+    report.facts["purged_outputs"] = done
+    parts = [f"removed this run's backup and build artifacts made from them: "
+             f"{', '.join(Path(p).name for p in done)}"] if done else []
+    if kept or failed:
+        parts.append(f"NOT removed: {'; '.join([*kept, *failed])}")
+    return "; ".join(parts)
+
+
 @duty("hardening")
 def hardening(ctx: DutyContext, report: ReportBuilder) -> None:
     security = ctx.spec.security
     required = list(dict.fromkeys(security.required_controls))
     # read: config files and the required controls
-    files = [ctx.spec.resolve(f) for f in security.config_files]
+    files = [ctx.spec.input_path("security.config_files", f) for f in security.config_files]
     problems = [p for path in files if (p := record_input_file(report, "read", path, "security.config_files"))]
     report.evidence("read", Evidence(kind="computed", source="security.required_controls",
                                      summary=f"required: {', '.join(required)}",
@@ -395,9 +402,11 @@ def hardening(ctx: DutyContext, report: ReportBuilder) -> None:
         for evidence in result.evidence:
             report.evidence("verify", evidence)
     failed = [r for r in verify_controls if not r.passed]
+    purged = _purge_after_secrets(ctx, report, results["no_plaintext_secrets"].hits)
     report.verdict("verify", not failed and not problems,
                    "; ".join([*(f"{r.name}: {r.detail}" for r in failed),
-                              *(["config files missing: " + "; ".join(problems)] if problems else [])])
+                              *(["config files missing: " + "; ".join(problems)] if problems else []),
+                              *([purged] if purged else [])])
                    or "; ".join(f"{r.name}: {r.detail}" for r in verify_controls))
 
     # check: the other required controls, then the compliance level

@@ -22,6 +22,7 @@ import httpx
 from gendev_release.context import DutyContext, write_json_atomic
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import describe_slot, evaluate_rules, router_url, target_evidence
+from gendev_release.facts import Baseline, handed_on
 from gendev_release.probes import LoadResult, http_get, load_test
 from gendev_release.prometheus import base_name, request_counter, scrape_metrics
 from gendev_release.report import Evidence, ReportBuilder, sha256_file
@@ -182,8 +183,8 @@ def observability(ctx: DutyContext, report: ReportBuilder) -> None:
         report.fail("check", "no samples: anomaly and SLA checks not possible")
         return
 
-    readiness = ctx.earlier("readiness")
-    baseline = readiness.facts.get("baseline_metrics") if readiness else None
+    handed, _ = handed_on(ctx, Baseline)
+    baseline = handed.samples if handed else None
     problems: list[str] = []
     if baseline:
         report.evidence("check", Evidence(kind="computed", source="readiness report facts.baseline_metrics",
@@ -259,7 +260,7 @@ def _observe(ctx: DutyContext, report: ReportBuilder, router: str) -> tuple[list
 def _read_dashboard(ctx: DutyContext, report: ReportBuilder, counter: str | None) -> None:
     rules = list(ctx.spec.monitoring.alert_rules)
     if ctx.spec.monitoring.dashboard:
-        path = ctx.spec.resolve(ctx.spec.monitoring.dashboard)
+        path = ctx.spec.input_path("monitoring.dashboard", ctx.spec.monitoring.dashboard)
         origin = "spec monitoring.dashboard"
         if not path.is_file():
             report.fail("read", f"dashboard {path} named by monitoring.dashboard does not exist")

@@ -4,9 +4,10 @@
 from the ``phase_seconds`` of earlier runs in the history file when there are any, else from
 ``planning.default_phase_minutes``; the estimated end must fall inside the current change window.
 
-``notifications`` (stakeholder-communicator) sends "release starting" through the spec's channel
-(delivery read back as evidence), writes the communication plan and checks that production has
-approval gates and an open change window right now.
+``notifications`` (stakeholder-communicator) sends "release starting" through every channel of the
+spec (each delivery read back as evidence; a failed channel fails the item, the others' evidence
+stays), writes the communication plan and checks that production has approval gates and an open
+change window right now.
 
 Change windows: ``days`` names the day a window *starts* on; ``end`` is the last minute inside
 the window (``02:00`` means until 02:00:59, ``23:59`` until midnight), and an ``end`` at or before
@@ -26,6 +27,7 @@ from zoneinfo import ZoneInfo
 from gendev_release import notify
 from gendev_release.catalogue import PHASES
 from gendev_release.duties.base import duty
+from gendev_release.facts import PlanEstimate, handed_on
 from gendev_release.report import Evidence, ReportBuilder, utcnow
 
 if TYPE_CHECKING:
@@ -235,7 +237,7 @@ def release_plan(ctx: DutyContext, report: ReportBuilder) -> None:
 def communication_plan(ctx: DutyContext) -> str:
     spec = ctx.spec
     lines = [f"# Communication plan: {spec.service} {ctx.version}", "",
-             f"Channel: {spec.notifications.channel.kind} ({spec.notifications.channel.path})", "",
+             "Channels: " + ", ".join(f"{c.kind} ({c.path})" for c in spec.notifications.all_channels), "",
              "| audience | recipients |", "| --- | --- |"]
     lines += [f"| {audience} | {', '.join(recipients)} |"
               for audience, recipients in sorted(spec.notifications.stakeholders.items())]
@@ -263,7 +265,7 @@ def notifications(ctx: DutyContext, report: ReportBuilder) -> None:
                                      summary=f"{len(stakeholders)} audience(s), "
                                              f"{len({r for v in stakeholders.values() for r in v})} recipient(s)",
                                      data={"stakeholders": {a: list(r) for a, r in stakeholders.items()},
-                                           "channel": spec.notifications.channel.model_dump()}))
+                                           "channels": [c.model_dump() for c in spec.notifications.all_channels]}))
     if not stakeholders:
         report.fail("read", "notifications.stakeholders names no audience")
     else:
@@ -275,22 +277,29 @@ def notifications(ctx: DutyContext, report: ReportBuilder) -> None:
     plan_path.parent.mkdir(parents=True, exist_ok=True)
     plan_path.write_text(communication_plan(ctx), encoding="utf-8")
     report.deliver("communication plan", plan_path)
-    release_plan_report = ctx.earlier("release_plan")
-    end = release_plan_report.facts.get("estimated_end") if release_plan_report else None
-    try:
-        delivery = notify.send(
-            spec, ctx.paths.home, event="release_starting", severity="info",
-            subject=f"{spec.service} {ctx.version} release starting",
-            body=f"Release {ctx.version} of {spec.service} ({spec.environment}, {ctx.params.strategy.value}) starts "
-                 f"now" + (f"; estimated end {end}" if end else "") + ".",
-            run_id=ctx.run_id, version=ctx.version)
-    except (OSError, ValueError) as exc:
-        report.evidence("verify", Evidence.file(plan_path))
-        report.fail("verify", f"release-starting notification not delivered: {type(exc).__name__}: {exc}")
-    else:
+    estimate, _ = handed_on(ctx, PlanEstimate)
+    end = estimate.estimated_end.isoformat() if estimate else None
+    result = notify.send(
+        spec, ctx.paths.home, event="release_starting", severity="info",
+        subject=f"{spec.service} {ctx.version} release starting",
+        body=f"Release {ctx.version} of {spec.service} ({spec.environment}, {ctx.params.strategy.value}) starts "
+             f"now" + (f"; estimated end {end}" if end else "") + ".",
+        run_id=ctx.run_id, version=ctx.version)
+    # every channel's outcome is kept: a failed one fails the item, the others' deliveries stay on record
+    for delivery in result.delivered:
         report.evidence("verify", delivery)
-        report.evidence("verify", Evidence.file(plan_path))
-        report.verdict("verify", True, delivery.summary)
+    for failure in result.failures:
+        report.evidence("verify", failure.evidence())
+    report.evidence("verify", Evidence.file(plan_path))
+    report.facts["notification"] = {"delivered": [e.source for e in result.delivered],
+                                    "failed": [f.model_dump() for f in result.failures]}
+    if result.ok:
+        report.verdict("verify", True, result.summary)
+    else:
+        report.fail("verify", "release-starting notification not delivered to "
+                    + "; ".join(f.describe() for f in result.failures)
+                    + (f" (delivered to {', '.join(e.data['channel_path'] for e in result.delivered)})"
+                       if result.delivered else ""))
 
     # check: approval gates and change window
     now = utcnow()

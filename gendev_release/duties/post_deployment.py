@@ -3,9 +3,11 @@
 The risk step recorded the commits between the last successful release and this one
 (``facts["commits"]``: sha, subject, type, scope, breaking, files). ``release_notes`` turns them
 into notes for mixed audiences (a plain-language summary without hashes, and a technical section
-with every commit exactly once, grouped); ``training`` writes one knowledge-base entry per new
-feature with its scope stated for every audience in ``spec.training.audiences``. Both judge the
-files read back from disk, not what they meant to write.
+with every commit exactly once, grouped, each found by its own list line); ``training`` writes
+one knowledge-base entry per new feature (``<short sha>-<slug>.md``: no subject can make two
+entries, or an entry and ``index.md``, share a file) with its scope stated for every audience in
+``spec.training.audiences``. Both judge the files read back from disk, not what they meant to
+write.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from gendev_release.context import DutyContext
 from gendev_release.duties.base import duty
+from gendev_release.facts import ChangeSet, handed_on
 from gendev_release.report import Evidence, ReportBuilder, utcnow
 from gendev_release.spec import ReleaseSpec
 
@@ -25,21 +28,19 @@ GROUPS: tuple[str, ...] = ("Breaking changes", "Features", "Fixes", "Other")
 MAX_FILES_LISTED = 20
 _PREFIX_RE = re.compile(r"^[A-Za-z]+(?:\([^()]*\))?!?:\s*")
 _HEX_RE = re.compile(r"\b[0-9a-f]{7,40}\b")
-_SHA_TOKEN_RE = re.compile(r"`([0-9a-f]{7,40})`")
+_CITED_HASH_RE = re.compile(r"`?\b[0-9a-f]{7,40}\b`?")  # with the backticks a subject may quote it in
+#: A commit's own line in a grouped section: ``- `<short sha>` ...``; a hash cited later in the line is not it.
+_ENTRY_SHA_RE = re.compile(r"^- `([0-9a-f]{7,40})`", re.MULTILINE)
 _FEATURE_LINE_RE = re.compile(r"^Feature-Commit:\s*([0-9a-f]{7,40})\s*$", re.MULTILINE)
 
 
 # ------------------------------------------------------------------------------------- inputs
 def change_set(ctx: DutyContext) -> tuple[dict[str, Any] | None, str]:
     """The risk step's change set (commits, from_sha, source_sha), or None and why not."""
-    risk = ctx.earlier("risk_assessment")
-    if risk is None:
-        return None, "no risk_assessment report in this run: the commits between versions are unknown"
-    commits = risk.facts.get("commits")
-    if not isinstance(commits, list) or not all(isinstance(c, dict) and c.get("sha") for c in commits):
-        return None, "the risk_assessment report has no facts['commits'] list of commits with a sha"
-    changes = {"commits": commits, "from_sha": risk.facts.get("from_sha"), "source_sha": risk.facts.get("source_sha")}
-    return changes, "ok"
+    changes, problem = handed_on(ctx, ChangeSet)
+    if changes is None:
+        return None, f"the commits between versions are unknown: {problem}"
+    return changes.model_dump(mode="json"), "ok"
 
 
 def change_set_or_fail(ctx: DutyContext, report: ReportBuilder, *, verify: str, check: str) -> dict[str, Any] | None:
@@ -72,7 +73,7 @@ def short(sha: str) -> str:
 def plain_subject(commit: dict[str, Any]) -> str:
     """The subject without its Conventional Commits prefix and without hashes, capitalised."""
     text = _PREFIX_RE.sub("", str(commit.get("subject") or "")).strip()
-    text = _HEX_RE.sub("", text).replace("  ", " ").strip() or "(no description)"
+    text = _CITED_HASH_RE.sub("", text).replace("  ", " ").strip() or "(no description)"
     return text[0].upper() + text[1:]
 
 
@@ -165,9 +166,13 @@ class NotesAudit:
 
 
 def audit_commits(text: str, commits: list[dict[str, Any]]) -> NotesAudit:
-    """Every commit must appear exactly once across the grouped sections, in its own group."""
+    """Every commit must appear exactly once across the grouped sections, in its own group.
+
+    A commit is found by the sha that opens its own list line (``- `1cbd13b2a9f0` ...``); a hash
+    its subject cites (``fix: follow-up to `1cbd13b```) names another commit and is not counted.
+    """
     parts = sections(text)
-    found = {group: _SHA_TOKEN_RE.findall(parts.get(f"Technical details/{group}", "")) for group in GROUPS}
+    found = {group: _ENTRY_SHA_RE.findall(parts.get(f"Technical details/{group}", "")) for group in GROUPS}
     audit = NotesAudit(found=found)
     for commit in commits:
         sha = short(commit["sha"])
@@ -266,12 +271,16 @@ def slugify(text: str) -> str:
 
 
 def kb_slugs(features: list[dict[str, Any]]) -> list[str]:
-    """One file name per feature; a clash gets the short sha appended."""
+    """One file name per feature: ``<short sha>-<slug of the subject>``.
+
+    The sha prefix keeps entries apart from each other and from ``index.md`` whatever the subjects
+    say (``feat: index``, the same subject twice); two shas sharing their short form get the full sha.
+    """
     slugs: list[str] = []
     for commit in features:
-        slug = slugify(plain_subject(commit))
+        slug = f"{short(commit['sha'])}-{slugify(plain_subject(commit))}"
         if slug in slugs:
-            slug = f"{slug}-{commit['sha'][:7]}"
+            slug = f"{commit['sha']}-{slugify(plain_subject(commit))}"
         slugs.append(slug)
     return slugs
 

@@ -6,7 +6,9 @@ free disk and a free loopback port. It also scrapes the active version's metrics
 baseline later steps compare against (``facts["baseline_metrics"]``).
 
 ``risk_assessment`` (risk-manager) reads the git change set since the last successful release,
-scores it with :data:`RISK_RULES` and verifies the backup (or its recorded waiver).
+scores it with :data:`RISK_RULES` and verifies the backup (or its recorded waiver). The backup is
+scanned for plaintext secrets right after it was written (text files and the text members of
+tar/zip archives); one holding a secret is removed and fails the check.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 from gendev_release import probes
 from gendev_release.commands import run_command
 from gendev_release.duties.base import duty
-from gendev_release.duties.common import command_values, record_input_file, substitute_command, substitute_text
+from gendev_release.duties.common import command_values, record_input_file, substitute_command
 from gendev_release.report import Evidence, ReportBuilder
+from gendev_release.secrets import remove_output, scan_output
 from gendev_release.spec import SEED_MINIMUMS, QualityGates, Waiver
+from gendev_release.spec_rules import resolve_output
 
 if TYPE_CHECKING:
     from gendev_release.context import DutyContext
@@ -75,8 +79,10 @@ def readiness(ctx: DutyContext, report: ReportBuilder) -> None:
     spec = ctx.spec
     # read: runbook and rollback procedure
     problems = [problem for problem in (
-        record_input_file(report, "read", spec.resolve(spec.readiness.runbook), "readiness.runbook"),
-        record_input_file(report, "read", spec.resolve(spec.readiness.rollback_procedure),
+        record_input_file(report, "read", spec.input_path("readiness.runbook", spec.readiness.runbook),
+                          "readiness.runbook"),
+        record_input_file(report, "read",
+                          spec.input_path("readiness.rollback_procedure", spec.readiness.rollback_procedure),
                           "readiness.rollback_procedure"),
     ) if problem]
     report.verdict("read", not problems, "; ".join(problems) or "runbook and rollback procedure read, digests recorded")
@@ -191,7 +197,8 @@ DEPENDENCY_FILE_PATTERNS: tuple[str, ...] = (
 _FIELD = "\x1f"  # unit separator between the fields of one commit
 _RECORD = "\x1e"  # record separator before each commit
 GIT_LOG_FORMAT = "%x1e%H%x1f%s%x1f%b%x1f"
-_CONVENTIONAL_RE = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^()]*)\))?(?P<bang>!)?:\s*(?P<desc>.+)$")  # types are lower-case
+# Conventional Commits types are lower-case.
+_CONVENTIONAL_RE = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^()]*)\))?(?P<bang>!)?:\s*(?P<desc>.+)$")
 _BREAKING_RE = re.compile(r"^BREAKING[ -]CHANGE:", re.MULTILINE)
 
 
@@ -365,7 +372,7 @@ def risk_assessment(ctx: DutyContext, report: ReportBuilder) -> None:
 
 def _read_change_set(ctx: DutyContext, report: ReportBuilder) -> list[dict[str, Any]] | None:
     risk = ctx.spec.risk
-    repo = ctx.spec.resolve(risk.repo)
+    repo = ctx.spec.repo_path()
     if not repo.is_dir():
         report.fail("read", f"risk.repo {repo} does not exist or is not a folder")
         return None
@@ -432,12 +439,8 @@ def _check_backup(ctx: DutyContext, report: ReportBuilder) -> list[str]:
     argv, problem = substitute_command(list(backup.command), values)
     if argv is None:
         return [f"risk.backup.command: {problem}"]
-    try:
-        output = Path(substitute_text(backup.output, values))
-    except KeyError as exc:
-        return [f"risk.backup.output uses {{{exc.args[0]}}}, which has no value in this step"]
-    if not output.is_absolute():
-        output = ctx.spec.spec_dir / output
+    output = resolve_output(backup.output, workdir=ctx.paths.workdir, artifacts_dir=ctx.paths.artifacts_dir,
+                            field="risk.backup.output")
     result = run_command(argv, cwd=ctx.spec.spec_dir)
     report.evidence("check", result.evidence())
     if not result.ok:
@@ -446,6 +449,18 @@ def _check_backup(ctx: DutyContext, report: ReportBuilder) -> list[str]:
     problems, data = verify_backup_file(output)
     if problems:
         return problems
+    scan = scan_output(output)
+    report.evidence("check", scan.evidence("backup"))
+    if scan.hits:
+        outcome = remove_output(output, f"holds plaintext secret(s) at {scan.describe_hits()}")
+        report.evidence("check", outcome.evidence())
+        report.facts["backup"] = {"path": str(output), "removed": outcome.removed, "sha256": outcome.sha256,
+                                  "hits": [h.as_dict() for h in scan.hits]}
+        state = "it was removed" if outcome.removed else f"it could NOT be removed ({outcome.error})"
+        return [f"backup {output.name} holds plaintext secret(s) at {scan.describe_hits()}; {state}: keep "
+                "plaintext secrets out of what risk.backup.command archives, or write an encrypted backup"]
+    if scan.error:
+        return [f"backup {output} cannot be scanned for secrets: {scan.error}"]
     evidence = report.evidence("check", Evidence.file(output, summary=f"backup {output.name}: {data['bytes']} bytes",
                                                       **data))
     report.facts["backup"] = {"path": str(output), "sha256": evidence.sha256, **data}

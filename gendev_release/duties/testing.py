@@ -21,6 +21,7 @@ from gendev_release.context import DutyContext, write_json_atomic
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import router_url
 from gendev_release.junit import CaseResult, JUnitSummary, parse_junit, write_junit
+from gendev_release.paths import resolve_inside
 from gendev_release.probes import load_test, run_check
 from gendev_release.report import Evidence, ReportBuilder
 from gendev_release.spec import Endpoint, ReleaseSpec
@@ -216,8 +217,8 @@ def _run_suites(ctx: DutyContext, report: ReportBuilder, router: str) -> dict[st
     values = ctx.placeholders(url=router)
     results: dict[str, JUnitSummary] = {}
     problems: list[str] = []
-    for suite in ctx.spec.qa.suites:
-        junit_path = workdir / suite.junit
+    for index, suite in enumerate(ctx.spec.qa.suites):
+        junit_path = resolve_inside(workdir, suite.junit, f"qa.suites.{index}.junit")  # never a file outside
         junit_path.unlink(missing_ok=True)  # a file left by an earlier attempt must never be read as this one's
         junit_path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -299,7 +300,7 @@ def _check_coverage(ctx: DutyContext, report: ReportBuilder, problems: list[str]
         if minimum is not None:
             problems.append(f"quality_gates.min_coverage_pct is {minimum:g} % but qa.coverage_report names no report")
         return "no coverage gate configured"
-    path = ctx.paths.workdir / relative
+    path = resolve_inside(ctx.paths.workdir, relative, "qa.coverage_report")
     if not path.exists():
         problems.append(f"coverage report {path} does not exist")
         return ""

@@ -14,13 +14,14 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SlotInfo:
-    """One deployed version: its slot name, version, base URL and process id."""
+    """One deployed version: its slot name, version, base URL, process id and the run that deployed it."""
 
     slot: str
     version: str
     url: str
     pid: int | None = None
     started_at: str | None = None
+    run_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,8 +89,12 @@ class Target(ABC):
         """Move all traffic to ``slot`` atomically; the old active slot is kept as ``previous``."""
 
     @abstractmethod
-    def rollback(self, run_id: str) -> TargetStatus:
-        """Move traffic back to ``previous``; raises TargetError when there is nothing to go back to."""
+    def rollback(self, run_id: str, to_version: str | None = None) -> TargetStatus:
+        """Move traffic back to ``previous``; raises TargetError when there is nothing to go back to.
+
+        :param to_version: the version the previous slot must run (the last verified release); a
+            previous slot running anything else is refused rather than given traffic.
+        """
 
     @abstractmethod
     def retire_previous(self, run_id: str) -> str | None:
@@ -100,8 +105,8 @@ class Target(ABC):
         """First release failed after traffic moved: stop serving it (there is nothing to go back to)."""
 
     @abstractmethod
-    def discard_staged(self, run_id: str) -> None:
-        """Stop a staged slot that never received traffic (abort path)."""
+    def discard_staged(self, run_id: str) -> str | None:
+        """Stop the slot ``run_id`` staged if it never received traffic (abort path); what was done, or None."""
 
     @abstractmethod
     def down(self) -> list[str]:

@@ -303,7 +303,7 @@ class LocalTarget(Target):
     # ----------------------------------------------------------------------------- inspection
     @staticmethod
     def _running(record: dict[str, Any] | None) -> bool:
-        return bool(record) and runs_command(record.get("pid"), record.get("argv"))
+        return record is not None and runs_command(record.get("pid"), record.get("argv"))
 
     def alive(self, slot: str) -> bool:
         """Whether ``slot``'s recorded process still runs (a reused pid does not count)."""
@@ -311,12 +311,12 @@ class LocalTarget(Target):
 
     def _slot_info(self, state: dict[str, Any], slot: str | None) -> SlotInfo | None:
         record = state["slots"].get(slot) if slot else None
-        if not record:
+        if not record or slot is None:
             return None
         # A dead process is reported with pid None: the slot is recorded but serves nothing.
         return SlotInfo(slot=slot, version=record["version"], url=record["url"],
                         pid=record.get("pid") if self._running(record) else None,
-                        started_at=record.get("started_at"))
+                        started_at=record.get("started_at"), run_id=record.get("run_id"))
 
     def _router_url(self, state: dict[str, Any]) -> str | None:
         router = state.get("router")
@@ -344,14 +344,14 @@ class LocalTarget(Target):
         return state["staged"] if state.get("staged") in SLOTS else SLOTS[0]
 
     def _healthy(self, record: dict[str, Any] | None, version: str) -> bool:
-        return bool(record) and record.get("version") == version and self._running(record) \
+        return record is not None and record.get("version") == version and self._running(record) \
             and port_answers(record.get("port"))
 
     def plan(self, version: str) -> list[ResourceChange]:
         state = self.load_state()
         slot = self.idle_slot(state)
         record = state["slots"][slot]
-        after = {"slot": slot, "version": version, "command": list(self.spec.command)}
+        after: dict[str, Any] | None = {"slot": slot, "version": version, "command": list(self.spec.command)}
         before = None if record is None else {"slot": slot, "version": record.get("version"),
                                               "pid": record.get("pid"), "running": self._running(record)}
         if self._healthy(record, version):
@@ -405,8 +405,11 @@ class LocalTarget(Target):
             slot = self.idle_slot(state)
             record = state["slots"][slot]
             if self._healthy(record, version):
-                if state["staged"] != slot:
+                if state["staged"] != slot or record.get("run_id") != run_id:
                     state["staged"] = slot
+                    if record.get("run_id") != run_id:  # the running slot is reused: it is this run's now
+                        self._history(state, "stage_reuse", run_id, slot, version, staged_by=record.get("run_id"))
+                        record["run_id"] = run_id
                     self._save(state)
                 return self._slot_info(state, slot)  # type: ignore[return-value]
             self._stop_slot(state, slot, run_id, "replace")
@@ -480,11 +483,12 @@ class LocalTarget(Target):
                 self._save(state)  # the router sees the new active slot from this one os.replace on
         return self.status()
 
-    def rollback(self, run_id: str) -> TargetStatus:
+    def rollback(self, run_id: str, to_version: str | None = None) -> TargetStatus:
         with self._locked() as state:
             moves = [h for h in state["history"] if h.get("action") in ("switch", "rollback")]
             last = moves[-1] if moves else {}
-            if last.get("action") == "rollback" and last.get("run_id") == run_id and last.get("slot") == state["active"]:
+            if last.get("action") == "rollback" and last.get("run_id") == run_id \
+                    and last.get("slot") == state["active"]:
                 return self.status()  # this run's rollback was the last traffic move; repeating it would undo it
             previous = state["previous"]
             record = state["slots"].get(previous) if previous else None
@@ -493,6 +497,9 @@ class LocalTarget(Target):
             if not self._running(record):
                 raise TargetError(f"nothing to roll back to for {self.service}: the previous slot {previous} "
                                   f"(version {record['version']}) is no longer running")
+            if to_version is not None and record["version"] != to_version:
+                raise TargetError(f"will not roll {self.service} back to slot {previous}: it runs {record['version']}, "
+                                  f"but the last verified release is {to_version}")
             self._ensure_router(state)
             state["previous"], state["active"] = state["active"], previous
             if state["staged"] == previous:
@@ -523,16 +530,21 @@ class LocalTarget(Target):
             self._save(state)
         return self.status()
 
-    def discard_staged(self, run_id: str) -> None:
+    def discard_staged(self, run_id: str) -> str | None:
         with self._locked() as state:
             slot = state["staged"]
             if slot is None:
-                return
+                return None
+            record = state["slots"].get(slot) or {}
+            if record.get("run_id") != run_id:
+                return None  # staged by another run: never ours to stop
             if slot == state["active"]:
                 state["staged"] = None  # it did receive traffic: never stop a serving slot here
+                outcome = None
             else:
-                self._stop_slot(state, slot, run_id, "discard")
+                outcome = self._stop_slot(state, slot, run_id, "discard")
             self._save(state)
+            return outcome
 
     def down(self) -> list[str]:
         if not self.state_path.exists():

@@ -34,9 +34,13 @@ def live_target() -> Iterator[StubTarget]:
 
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Path:
-    """A repository with two conventional commits: ``feat(api): ...`` and ``fix: ...``."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
+    """A repository with two conventional commits: ``feat(api): ...`` and ``fix: ...``.
+
+    It lies inside the spec folder :func:`duty_helpers.make_ctx` uses (``risk.repo: repo``): the
+    spec refuses an absolute ``risk.repo``.
+    """
+    repo = tmp_path / "spec" / "repo"
+    repo.mkdir(parents=True)
     git(repo, "init", "--quiet", "-b", "main")
     commit(repo, "feat(api): add items endpoint\n\nLists items.", {"src/app.py": "print('v1')\n"})
     commit(repo, "fix: handle empty list", {"src/app.py": "print('v2')\n", "README.md": "demo\n"})
@@ -48,7 +52,7 @@ def git_repo(tmp_path: Path) -> Path:
 def fake_target() -> Iterator[FakeTarget]:
     """Blue (1.0.0) takes traffic, switched by an earlier run; nothing staged."""
     target = FakeTarget()
-    target.add_slot("blue", FakeService("1.0.0"))
+    target.add_slot("blue", FakeService("1.0.0"), "manual__earlier")
     target.active = "blue"
     target.switched_by_run = "manual__earlier"
     try:

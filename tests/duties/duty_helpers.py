@@ -334,6 +334,7 @@ class FakeTarget(Target):
         self.previous: str | None = None
         self.staged: str | None = None
         self.switched_by_run: str | None = None
+        self.slot_runs: dict[str, str | None] = {}  # slot -> the run that staged it (SlotInfo.run_id)
         self.switch_calls: list[tuple[str, str]] = []
         self.switch_gap_seconds = 0.0
         self.switch_error: str | None = None
@@ -342,11 +343,15 @@ class FakeTarget(Target):
         self.router = LoopbackServer(self._route)
 
     # -- setup helpers
-    def add_slot(self, slot: str, service: FakeService) -> SlotInfo:
+    def add_slot(self, slot: str, service: FakeService, run_id: str | None = None) -> SlotInfo:
+        """Serve ``service`` on ``slot``, as staged by run ``run_id``."""
         if slot in self.slots:
             self.slots[slot][1].stop()
         self.slots[slot] = (service, LoopbackServer(service.respond))
-        return self._info(slot)
+        self.slot_runs[slot] = run_id
+        info = self._info(slot)
+        assert info is not None
+        return info
 
     def service_of(self, slot: str) -> FakeService:
         return self.slots[slot][0]
@@ -357,7 +362,8 @@ class FakeTarget(Target):
     def _info(self, slot: str | None) -> SlotInfo | None:
         if slot is None or slot not in self.slots:
             return None
-        return SlotInfo(slot=slot, version=self.slots[slot][0].version, url=self.slots[slot][1].url, pid=os.getpid())
+        return SlotInfo(slot=slot, version=self.slots[slot][0].version, url=self.slots[slot][1].url, pid=os.getpid(),
+                        run_id=self.slot_runs.get(slot))
 
     def _route(self, path: str) -> Response:
         if self._gap:
@@ -401,7 +407,7 @@ class FakeTarget(Target):
         return self.status()
 
     def retire_previous(self, run_id: str) -> str | None:
-        raise TargetError("no duty retires a slot (the lifecycle does, after a verified rollback)")
+        raise TargetError("no duty retires a slot (the failure branch does, after a verified rollback)")
 
     def withdraw(self, run_id: str) -> TargetStatus:
         self.active = None
@@ -503,7 +509,7 @@ def items(report: AgentReport) -> dict[str, bool]:
 
 def stage_new(ctx: DutyContext, target: FakeTarget, service: FakeService, slot: str = "green") -> SlotInfo:
     """Stage ``service`` on ``slot`` and record it as the provisioning step would."""
-    info = target.add_slot(slot, service)
+    info = target.add_slot(slot, service, ctx.run_id)
     target.staged = slot
     save_report(ctx, "provisioning", {"staged": info.as_dict()})
     return info
@@ -515,7 +521,7 @@ def go_live(target: FakeTarget, slot: str, service: FakeService, previous: tuple
     if previous is not None:
         target.add_slot(previous[0], previous[1])
         target.previous = previous[0]
-    target.add_slot(slot, service)
+    target.add_slot(slot, service, run_id)
     target.active = slot
     target.switched_by_run = run_id
 

@@ -23,7 +23,6 @@ from gendev_release.duties.build import (
     parse_scan_report,
 )
 from gendev_release.report import sha256_file
-from gendev_release.spec import SEMVER_PATTERN
 
 HASH_A = "a" * 64
 HASH_B = "b" * 64
@@ -35,10 +34,6 @@ def sarif(results: list[dict[str, object]], rules: list[dict[str, object]] | Non
 
 
 # ================================================================================== demo tools
-def test_demo_build_semver_pattern_matches_the_spec() -> None:
-    assert demo_build.SEMVER_PATTERN == SEMVER_PATTERN
-
-
 def test_demo_build_writes_archive_and_manifest(tmp_path: Path) -> None:
     out = tmp_path / "dist"
     proc = subprocess.run([sys.executable, "-m", "gendev_release.demo.build", "--config",
@@ -129,6 +124,41 @@ def test_build_fails_on_invalid_toml(tmp_path: Path) -> None:
     (ctx.spec.spec_dir / "demo" / "build.toml").write_text("[package\nname = 1\n", encoding="utf-8")
     read = item(run_step(ctx, "build"), "read")
     assert not read.passed and "is not valid TOML" in read.detail
+
+
+def test_build_removes_a_tarball_that_packed_a_plaintext_secret(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path)
+    env = ctx.spec.spec_dir / "demo" / "service.env"  # packed by build.toml's files list
+    env.write_text(env.read_text(encoding="utf-8") + "DB_PASS=hunter2-very-secret\n", encoding="utf-8")
+
+    report = run_step(ctx, "build")
+
+    assert item(report, "verify").passed  # the command itself succeeded
+    check = item(report, "check")
+    tarball = ctx.paths.artifacts_dir / "demo-1.1.0.tar.gz"
+    assert not check.passed and not tarball.exists()
+    where = "demo-1.1.0.tar.gz!demo-1.1.0/service.env:6 (assignment to DB_PASS)"
+    assert check.detail.startswith(f"artifact demo-1.1.0.tar.gz holds plaintext secret(s) at {where}; it was "
+                                   "removed: keep secrets out of the build's inputs")
+    assert f"artifact glob 'demo-*.tar.gz' matched no file in {ctx.paths.artifacts_dir}" in check.detail
+    scans = {e.source: e for e in check.evidence if e.summary.startswith("secret scan of build artifact")}
+    assert scans[str(tarball)].data["hits"] == [{"file": "demo-1.1.0.tar.gz", "member": "demo-1.1.0/service.env",
+                                                 "line": 6, "rule": "assignment to DB_PASS"}]
+    assert scans[str(ctx.paths.artifacts_dir / "manifest.json")].data["hits"] == []
+    removal = next(e for e in check.evidence if e.data.get("removed"))
+    assert removal.source == str(tarball) and removal.sha256 and where in removal.data["reason"]
+    assert [a["removed"] for a in report.facts["removed_artifacts"]] == [True]
+    assert [d.name for d in report.deliverables] == ["artifact manifest.json"]
+    assert "hunter2" not in json.dumps(report.model_dump(mode="json"))
+
+
+def test_build_keeps_clean_artifacts_and_records_their_scan(tmp_path: Path) -> None:
+    report = run_step(make_ctx(tmp_path), "build")
+    scans = [e for e in item(report, "check").evidence if e.summary.startswith("secret scan of build artifact")]
+    assert [(e.data["format"], e.data["hits"]) for e in scans] == [("tar", []), ("file", [])]
+    assert scans[0].data["scanned_names"] == ["demo-1.1.0/VERSION", "demo-1.1.0/service.py", "demo-1.1.0/runbook.md",
+                                              "demo-1.1.0/rollback.md", "demo-1.1.0/service.env"]
+    assert "removed_artifacts" not in report.facts
 
 
 def test_embedded_version_by_file_name(tmp_path: Path) -> None:

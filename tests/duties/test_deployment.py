@@ -287,6 +287,27 @@ def test_monitoring_alerts_pass_with_fresh_samples_and_quiet_rules(tmp_path, emp
     assert [d.name for d in report.deliverables] == ["alert-rules"]
 
 
+def test_monitoring_test_notification_names_a_failed_channel_and_keeps_the_others(tmp_path,
+                                                                                   empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0"))
+    two = {"notifications": {"channel": None, "channels": [{"kind": "file", "path": "notifications/ops.jsonl"},
+                                                           {"kind": "file", "path": "notifications/broken.jsonl"}]}}
+    ctx = make_ctx(tmp_path, empty_target, two)
+    (ctx.paths.home / "notifications" / "broken.jsonl").mkdir(parents=True)
+
+    report = run_step(ctx, "monitoring_alerts")
+
+    check = item(report, "check")
+    assert not check.passed
+    assert check.detail.startswith("notification channel notifications.channels[1].path "
+                                   "'notifications/broken.jsonl': IsADirectoryError")
+    good = ctx.paths.home / "notifications" / "ops.jsonl"
+    assert json.loads(good.read_text().splitlines()[-1])["event"] == "monitoring_test"
+    assert [e.source for e in check.evidence if e.data.get("delivered") is True] == [str(good.resolve())]
+    assert report.facts["notification_channels"] == [str(good.resolve())]
+    assert item(report, "verify").passed  # the metrics themselves were fine
+
+
 def test_firing_alert_rule_is_a_blocker(tmp_path, empty_target: FakeTarget) -> None:
     go_live(empty_target, "green", FakeService("1.1.0", metric_overrides={"demo_http_error_ratio": 0.2}))
     ctx = make_ctx(tmp_path, empty_target)

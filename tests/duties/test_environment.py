@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from duty_helpers import StubTarget, item, make_ctx, run_step, save_report
 
+from gendev_release.demo import backup as demo_backup
 from gendev_release.duties.environment import (
     PlanFormatError,
     parse_plan_changes,
     pending_changes,
-    scan_secrets,
-    shannon_entropy,
     summarize_changes,
     writable_by_others,
 )
+from gendev_release.secrets import scan_secrets
 from gendev_release.targets.base import ResourceChange
 
 TERRAFORM_PLAN = {
@@ -49,7 +49,8 @@ def test_pending_changes_ignores_no_ops() -> None:
     assert [c.address for c in pending_changes(changes)] == ["c"]
 
 
-def test_scan_secrets_finds_secrets_without_revealing_them() -> None:
+def test_scan_secrets_still_finds_the_known_forms() -> None:
+    # the full table of positives and negatives is in tests/test_secrets.py
     secret_token = "Zx81kQ0vTq9LmN2bW7yR4cHs6JdP3fGa"
     text = "\n".join([
         "DB_PASSWORD=hunter2",                                  # 1 assignment
@@ -69,14 +70,6 @@ def test_scan_secrets_finds_secrets_without_revealing_them() -> None:
         (4, "high-entropy string (32 chars)"), (5, "url_credentials")]
     rendered = " ".join(str(h) for h in hits)
     assert "hunter2" not in rendered and secret_token not in rendered and "s3cret" not in rendered
-    assert str(hits[0]) == "app.env:1 (assignment to DB_PASSWORD)"
-
-
-def test_scan_secrets_is_quiet_on_the_demo_config() -> None:
-    text = ("DEMO_LOG_LEVEL=info\nDEMO_ITEMS=3\nDEMO_API_TOKEN_CONN_ID=demo_api\n"
-            'module = "gendev_release.demo.service"\n')
-    assert scan_secrets(text, "service.env") == []
-    assert shannon_entropy("aaaa") == 0.0 and shannon_entropy("ab") == 1.0
 
 
 def test_writable_by_others() -> None:
@@ -193,6 +186,68 @@ def test_hardening_fails_on_secret_in_config_file(tmp_path: Path, stub_target: S
     assert not check.passed and check.detail.startswith("compliance 66.7 % < security.min_compliance_pct=100 %")
     assert report.metrics["compliance_pct"] == 66.7
     assert "correct-horse-battery" not in json.dumps(report.model_dump(mode="json"))
+
+
+def _build_and_back_up(ctx) -> Path:
+    """Phase 3's build and phase 1's backup of this run, made from clean config files."""
+    build = run_step(ctx, "build")
+    assert build.status == "passed", build.blocking_issues
+    backup = ctx.paths.workdir / "backup" / "demo-config.tar.gz"
+    demo_backup.backup(ctx.spec.spec_dir / "demo", backup)
+    save_report(ctx, "risk_assessment", {"backup": {"path": str(backup)}})
+    return backup
+
+
+def test_hardening_purges_this_runs_backup_and_artifacts_on_a_secret(tmp_path: Path,
+                                                                       stub_target: StubTarget) -> None:
+    ctx = staged_ctx(tmp_path, stub_target)
+    backup = _build_and_back_up(ctx)
+    artifacts = sorted(ctx.paths.artifacts_dir.iterdir())
+    assert [p.name for p in artifacts] == ["demo-1.1.0.tar.gz", "manifest.json"]
+    env = ctx.spec.spec_dir / "demo" / "service.env"
+    env.write_text(env.read_text(encoding="utf-8") + "DB_PASS=hunter2-very-secret\n", encoding="utf-8")
+
+    report = run_step(ctx, "hardening")
+
+    verify = item(report, "verify")
+    assert not verify.passed
+    assert verify.detail == ("no_plaintext_secrets: plaintext secret(s) at service.env:6 (assignment to DB_PASS); "
+                             "removed this run's backup and build artifacts made from them: demo-config.tar.gz, "
+                             "demo-1.1.0.tar.gz, manifest.json")
+    assert not backup.exists() and list(ctx.paths.artifacts_dir.iterdir()) == []
+    removed = [e for e in verify.evidence if e.data.get("removed")]
+    assert [e.source for e in removed] == [str(backup), *(str(p) for p in artifacts)]
+    assert all(e.sha256 and e.data["reason"] == "built in this run while config file(s) held plaintext secret(s) "
+               "at service.env:6 (assignment to DB_PASS)" for e in removed)
+    assert report.facts["purged_outputs"] == [str(backup), *(str(p) for p in artifacts)]
+    assert "hunter2" not in json.dumps(report.model_dump(mode="json"))
+
+
+def test_hardening_purge_leaves_files_outside_the_workdir_and_says_so(tmp_path: Path,
+                                                                      stub_target: StubTarget) -> None:
+    ctx = staged_ctx(tmp_path, stub_target)
+    elsewhere = tmp_path / "shared" / "demo-config.tar.gz"
+    demo_backup.backup(ctx.spec.spec_dir / "demo", elsewhere)
+    save_report(ctx, "risk_assessment", {"backup": {"path": str(elsewhere)}})
+    env = ctx.spec.spec_dir / "demo" / "service.env"
+    env.write_text(env.read_text(encoding="utf-8") + "PASSPHRASE='correct horse battery staple'\n", encoding="utf-8")
+
+    report = run_step(ctx, "hardening")
+
+    assert elsewhere.exists()
+    expected = f"{elsewhere} is outside the run's workdir {ctx.paths.workdir}: remove it by hand"
+    assert f"secret purge: {expected}" in report.findings
+    assert item(report, "verify").detail.endswith(f"NOT removed: {expected}")
+    assert report.facts["purged_outputs"] == []
+
+
+def test_hardening_without_secrets_removes_nothing(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = staged_ctx(tmp_path, stub_target)
+    backup = _build_and_back_up(ctx)
+    report = run_step(ctx, "hardening")
+    assert report.status == "passed", report.blocking_issues
+    assert backup.exists() and len(list(ctx.paths.artifacts_dir.iterdir())) == 2
+    assert "purged_outputs" not in report.facts
 
 
 def test_hardening_fails_on_missing_header(tmp_path: Path, stub_target: StubTarget) -> None:

@@ -12,6 +12,7 @@ from duty_helpers import StubTarget, item, make_ctx, run_step
 from gendev_release.catalogue import PHASES
 from gendev_release.duties import planning
 from gendev_release.duties.planning import estimate_phases, read_history, window_end
+from gendev_release.report import sha256_file
 from gendev_release.spec import ChangeWindow
 
 UTC = timezone.utc
@@ -194,7 +195,34 @@ def test_notifications_fail_when_channel_cannot_be_written(tmp_path: Path,
     (ctx.paths.home / "notifications" / "demo.jsonl").mkdir(parents=True)  # a folder where the file should be
     verify = item(run_step(ctx, "notifications"), "verify")
     assert not verify.passed
-    assert verify.detail.startswith("release-starting notification not delivered: IsADirectoryError")
+    assert verify.detail.startswith("release-starting notification not delivered to notifications.channel.path "
+                                    "'notifications/demo.jsonl': IsADirectoryError")
+
+
+def test_notifications_keep_the_other_channels_when_one_fails(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    at(WEDNESDAY_10, monkeypatch)
+    two = {"notifications": {"channel": None, "channels": [{"kind": "file", "path": "notifications/broken.jsonl"},
+                                                           {"kind": "file", "path": "notifications/ops.jsonl"}]}}
+    ctx = make_ctx(tmp_path, StubTarget(), two)
+    (ctx.paths.home / "notifications" / "broken.jsonl").mkdir(parents=True)
+
+    report = run_step(ctx, "notifications")
+
+    verify = item(report, "verify")
+    assert not verify.passed
+    assert verify.detail.startswith("release-starting notification not delivered to notifications.channels[0].path "
+                                    "'notifications/broken.jsonl': IsADirectoryError")
+    assert verify.detail.endswith("(delivered to notifications/ops.jsonl)")
+    good = ctx.paths.home / "notifications" / "ops.jsonl"
+    assert [json.loads(line)["event"] for line in good.read_text(encoding="utf-8").splitlines()] == ["release_starting"]
+    delivered = [e for e in verify.evidence if e.data.get("delivered") is True]
+    assert [(e.source, e.sha256) for e in delivered] == [(str(good.resolve()), sha256_file(good))]
+    failed = [e for e in verify.evidence if e.data.get("delivered") is False]
+    assert [e.data["field"] for e in failed] == ["notifications.channels[0].path"]
+    assert report.facts["notification"]["delivered"] == [str(good.resolve())]
+    assert "Channels: file (notifications/broken.jsonl), file (notifications/ops.jsonl)" in (
+        ctx.paths.workdir / "communication-plan.md").read_text(encoding="utf-8")
 
 
 def test_notifications_staging_without_gates_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

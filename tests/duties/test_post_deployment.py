@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from duty_helpers import FakeTarget, item, make_ctx, run_step, save_report
+from duty_helpers import FakeTarget, commit, git, item, make_ctx, run_step, save_report
 
 from gendev_release.duties import post_deployment
 from gendev_release.duties.post_deployment import audit_commits, index_rows, render_release_notes, sections
@@ -54,9 +54,9 @@ def test_release_notes_account_for_every_commit_for_two_audiences(tmp_path, empt
                                        "1 breaking change and 2 other changes.")
     assert "- New checkout flow" in parts["Summary"] and "- Add item search" in parts["Summary"]
     grouped = "\n".join(parts[f"Technical details/{group}"] for group in post_deployment.GROUPS)
-    for commit in COMMITS:
-        assert grouped.count(f"`{commit['sha'][:12]}`") == 1
-        assert commit["sha"][:7] not in parts["Summary"]
+    for entry in COMMITS:
+        assert grouped.count(f"`{entry['sha'][:12]}`") == 1
+        assert entry["sha"][:7] not in parts["Summary"]
     assert f"`{_sha(3)[:12]}` **ui**" in parts["Technical details/Breaking changes"]
     assert "`ui/checkout.js`" in parts["Technical details/Breaking changes"]
     assert parts["Technical details/Fixes"].count("`") == 4  # one sha and one file
@@ -170,6 +170,10 @@ def test_first_release_notes_name_the_range(tmp_path, empty_target: FakeTarget) 
 
 
 # =================================================================================== training
+SEARCH_MD = f"{_sha(1)[:12]}-add-item-search.md"
+CHECKOUT_MD = f"{_sha(3)[:12]}-new-checkout-flow.md"
+
+
 def _kb(ctx):
     return ctx.paths.workdir / "docs" / "kb"
 
@@ -180,14 +184,14 @@ def test_training_writes_an_entry_per_feature_with_scope_per_audience(tmp_path, 
     report = run_step(ctx, "training")
 
     assert report.status == "passed", report.blocking_issues
-    assert sorted(p.name for p in _kb(ctx).glob("*.md")) == ["add-item-search.md", "index.md", "new-checkout-flow.md"]
-    entry = sections((_kb(ctx) / "new-checkout-flow.md").read_text())
+    assert sorted(p.name for p in _kb(ctx).glob("*.md")) == sorted([SEARCH_MD, "index.md", CHECKOUT_MD])
+    entry = sections((_kb(ctx) / CHECKOUT_MD).read_text())
     assert set(entry) >= {"What it is", "For end-users", "For support", "For engineering", "Technical reference"}
     rows = index_rows((_kb(ctx) / "index.md").read_text())
     assert list(rows) == ["end-users", "support", "engineering"]
     assert all(len(cells) == 2 and all(cells) for cells in rows.values())
     assert item(report, "verify").detail == "every new feature (2) has a KB entry"
-    assert {d.name for d in report.deliverables} == {"kb-index", "kb-add-item-search", "kb-new-checkout-flow"}
+    assert {d.name for d in report.deliverables} == {"kb-index", f"kb-{SEARCH_MD[:-3]}", f"kb-{CHECKOUT_MD[:-3]}"}
 
 
 def test_release_without_features_needs_no_entries(tmp_path, empty_target: FakeTarget) -> None:
@@ -209,7 +213,7 @@ def test_feature_without_entry_fails_verify(tmp_path, empty_target: FakeTarget, 
     ctx = _ctx(tmp_path, empty_target)
     write = post_deployment.write_kb_entry
     monkeypatch.setattr(post_deployment, "write_kb_entry",
-                        lambda path, text: None if path.name == "new-checkout-flow.md" else write(path, text))
+                        lambda path, text: None if path.name == CHECKOUT_MD else write(path, text))
 
     report = run_step(ctx, "training")
 
@@ -231,8 +235,8 @@ def test_entry_without_an_audience_fails_check(tmp_path, empty_target: FakeTarge
 
     check = item(report, "check")
     assert not check.passed
-    assert "add-item-search.md states no scope for support" in check.detail
-    assert "new-checkout-flow.md states no scope for support" in check.detail
+    assert f"{SEARCH_MD} states no scope for support" in check.detail
+    assert f"{CHECKOUT_MD} states no scope for support" in check.detail
 
 
 def test_index_missing_an_audience_row_fails_check(tmp_path, empty_target: FakeTarget, monkeypatch) -> None:
@@ -275,3 +279,58 @@ def test_newest_commit_is_found_by_its_entry_not_by_the_range_header(tmp_path, e
                                          "source_sha": newest["sha"]})
     report = run_step(ctx, "release_notes")
     assert report.status == "passed", report.blocking_issues
+
+
+# ====================================================== ordinary commits from a real git history
+def _repo(tmp_path):
+    repo = tmp_path / "spec" / "repo"  # inside the spec folder: risk.repo is "repo"
+    repo.mkdir(parents=True)
+    git(repo, "init", "--quiet", "-b", "main")
+    return repo
+
+
+def _after_risk_step(tmp_path, target):
+    """A context whose risk_assessment read the repository's history, as in a run."""
+    ctx = make_ctx(tmp_path, target, {"risk": {"repo": "repo", "paths": []}})
+    risk = run_step(ctx, "risk_assessment")
+    assert item(risk, "read").passed, item(risk, "read").detail
+    return ctx
+
+
+def test_a_subject_citing_another_commit_does_not_count_that_commit_twice(tmp_path, empty_target: FakeTarget) -> None:
+    repo = _repo(tmp_path)
+    first = commit(repo, "feat(api): add items endpoint", {"src/items.py": "v1\n"})
+    quoted = commit(repo, f"fix: follow-up to `{first[:7]}`", {"src/items.py": "v2\n"})
+    plain = commit(repo, f"fix: follow-up to {first[:7]} for empty lists", {"src/items.py": "v3\n"})
+    ctx = _after_risk_step(tmp_path, empty_target)
+
+    report = run_step(ctx, "release_notes")
+
+    assert report.status == "passed", report.blocking_issues
+    verify = item(report, "verify")
+    assert verify.detail == "all 3 commit(s) listed exactly once: Breaking changes 0, Features 1, Fixes 2, Other 0"
+    assert verify.evidence[0].data["found"] == {"Breaking changes": [], "Features": [first[:12]],
+                                                "Fixes": [plain[:12], quoted[:12]], "Other": []}
+    summary = sections(_notes(ctx))["Summary"]
+    assert first[:7] not in summary and "``" not in summary and "- Follow-up to for empty lists" in summary
+
+
+def test_features_named_like_the_index_or_each_other_keep_their_entries(tmp_path, empty_target: FakeTarget) -> None:
+    repo = _repo(tmp_path)
+    index = commit(repo, "feat: index", {"src/search_index.py": "v1\n"})
+    items = commit(repo, "feat(api): add items endpoint", {"src/items.py": "v1\n"})
+    again = commit(repo, "feat(api): add items endpoint", {"src/items.py": "v2\n"})
+    ctx = _after_risk_step(tmp_path, empty_target)
+
+    report = run_step(ctx, "training")
+
+    assert report.status == "passed", report.blocking_issues
+    assert item(report, "verify").detail == "every new feature (3) has a KB entry"
+    assert sorted(p.name for p in _kb(ctx).glob("*.md")) == sorted([
+        "index.md", f"{index[:12]}-index.md", f"{items[:12]}-add-items-endpoint.md",
+        f"{again[:12]}-add-items-endpoint.md"])
+    index_text = (_kb(ctx) / "index.md").read_text()
+    assert index_text.startswith("# Knowledge base: demo 1.1.0")
+    assert f"]({index[:12]}-index.md)" in index_text
+    assert (_kb(ctx) / f"{index[:12]}-index.md").read_text().startswith("# Index\n\nFeature-Commit: " + index)
+

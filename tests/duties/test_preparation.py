@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from duty_helpers import StubService, StubTarget, commit, git, item, make_ctx, run_step
 
+from gendev_release.duties.common import substitute_text
 from gendev_release.duties.preparation import (
     GIT_LOG_FORMAT,
     RISK_RULES,
@@ -19,7 +20,6 @@ from gendev_release.duties.preparation import (
     review_quality_gates,
     risk_level,
     score_risk,
-    substitute_text,
     verify_backup_file,
 )
 from gendev_release.spec import QualityGates, Waiver
@@ -225,7 +225,9 @@ def test_readiness_fails_when_target_state_is_unreadable(tmp_path: Path, stub_ta
 
 # =============================================================================== risk assessment
 def risk_ctx(tmp_path: Path, repo: Path, risk: dict[str, object] | None = None, target: StubTarget | None = None):
-    return make_ctx(tmp_path, target, {"risk": {"repo": str(repo), "paths": [], **(risk or {})}})
+    """A context whose ``risk.repo`` names ``repo``, a folder inside the spec folder ``tmp_path / "spec"``."""
+    relative = repo.relative_to(tmp_path / "spec").as_posix()
+    return make_ctx(tmp_path, target, {"risk": {"repo": relative, "paths": [], **(risk or {})}})
 
 
 def test_risk_assessment_limits_the_change_set_to_the_service_paths(tmp_path: Path, git_repo: Path) -> None:
@@ -294,16 +296,17 @@ def test_risk_assessment_high_risk_with_approval_passes(tmp_path: Path, git_repo
 
 
 def test_risk_assessment_missing_repo_fails_read(tmp_path: Path) -> None:
-    report = run_step(risk_ctx(tmp_path, tmp_path / "nowhere"), "risk_assessment")
+    ctx = risk_ctx(tmp_path, tmp_path / "spec" / "nowhere")
+    report = run_step(ctx, "risk_assessment")
     read = item(report, "read")
     assert not read.passed
-    assert read.detail == f"risk.repo {tmp_path / 'nowhere'} does not exist or is not a folder"
+    assert read.detail == f"risk.repo {ctx.spec.spec_dir / 'nowhere'} does not exist or is not a folder"
     assert not item(report, "verify").passed and report.status == "failed"
 
 
 def test_risk_assessment_not_a_git_repo_fails_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    plain = tmp_path / "plain"
-    plain.mkdir()
+    plain = tmp_path / "spec" / "plain"
+    plain.mkdir(parents=True)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # never find a repository above tmp_path
     read = item(run_step(risk_ctx(tmp_path, plain), "risk_assessment"), "read")
     assert not read.passed
@@ -327,6 +330,28 @@ def test_risk_assessment_backup_command_failure_fails_check(tmp_path: Path, git_
     assert not check.passed
     assert check.detail.startswith("backup command exited 1: backup: source folder")
     assert check.detail.endswith("no-such-dir does not exist")
+
+
+def test_risk_assessment_removes_a_backup_holding_a_plaintext_secret(tmp_path: Path, git_repo: Path) -> None:
+    ctx = risk_ctx(tmp_path, git_repo)
+    env = ctx.spec.spec_dir / "demo" / "service.env"  # inside the folder the demo backup archives
+    env.write_text(env.read_text(encoding="utf-8") + "DB_PASS=hunter2-very-secret\n", encoding="utf-8")
+
+    report = run_step(ctx, "risk_assessment")
+
+    check = item(report, "check")
+    output = ctx.paths.workdir / "backup" / "demo-config.tar.gz"
+    assert not check.passed and not output.exists()
+    where = "demo-config.tar.gz!demo/service.env:6 (assignment to DB_PASS)"
+    assert check.detail == (f"backup demo-config.tar.gz holds plaintext secret(s) at {where}; it was removed: keep "
+                            "plaintext secrets out of what risk.backup.command archives, or write an encrypted backup")
+    scan = next(e for e in check.evidence if e.summary.startswith("secret scan of backup"))
+    assert scan.data["hits"] == [{"file": "demo-config.tar.gz", "member": "demo/service.env", "line": 6,
+                                  "rule": "assignment to DB_PASS"}]
+    removal = next(e for e in check.evidence if e.data.get("removed"))
+    assert removal.source == str(output) and removal.sha256 and where in removal.data["reason"]
+    assert report.facts["backup"]["removed"] is True and report.facts["backup"]["path"] == str(output)
+    assert "hunter2" not in json.dumps(report.model_dump(mode="json"))
 
 
 def test_risk_assessment_backup_waiver_passes_with_reason(tmp_path: Path, git_repo: Path) -> None:

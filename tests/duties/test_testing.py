@@ -296,8 +296,9 @@ def test_real_local_target_errors_version_fails_the_qa_benchmark(tmp_path, local
     assert not check.passed and "error rate 25 % > max_error_rate_pct 1 %" in check.detail
 
 
-def test_demo_qa_semver_expression_is_the_specs() -> None:
+def test_demo_tools_use_the_specs_version_rule() -> None:
+    from gendev_release.demo import build as demo_build
     from gendev_release.demo import qa as demo_qa
-    from gendev_release.spec import SEMVER_PATTERN
+    from gendev_release.spec_rules import VERSION_RE
 
-    assert demo_qa.SEMVER_RE.pattern == SEMVER_PATTERN
+    assert demo_qa.VERSION_RE is VERSION_RE and demo_build.VERSION_RE is VERSION_RE
