@@ -1,4 +1,4 @@
-"""The ``gendev-release`` command line: validate, schema, graph, run, down.
+"""The ``gendev-release`` command line: validate, schema, graph, run, dagfile, down, verify-evidence.
 
 Exit codes: 0 success, 1 the release failed (aborted or rolled back), 2 invalid input, 3 refused
 (another release of the service is in progress; nothing was started). Errors are
@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="stop the local target's processes")
     down.add_argument("spec", metavar="SPEC")
     down.add_argument("--home", default=".gendev")
+    verify = sub.add_parser("verify-evidence", help="check a run's evidence: every chained record present, its "
+                            "digest and the hash chain intact; exit 1 naming the first one that is not")
+    verify.add_argument("run_dir", metavar="RUN_DIR",
+                        help="the run's evidence folder (evidence/<dag_id>/<run_id>) or its URL (file://, s3://, ...)")
     return parser
 
 
@@ -236,8 +240,28 @@ def cmd_down(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verify_evidence(args: argparse.Namespace) -> int:
+    """Exit 0 with a one-line summary; 1 with one line per problem, the first altered or missing record first;
+    2 when there is no chain to verify there."""
+    from gendev_release.evidence_store import NoEvidence, verify_evidence
+
+    try:
+        verdict = verify_evidence(args.run_dir)
+    except NoEvidence as exc:
+        print(f"gendev-release: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if verdict.ok:
+        print(verdict.summary())
+        return EXIT_OK
+    for problem in verdict.problems:
+        print(problem.render())
+    print(f"gendev-release: evidence at {verdict.location} does not hold: {len(verdict.problems)} problem(s) "
+          f"in a chain of {verdict.entries} entries", file=sys.stderr)
+    return EXIT_FAILED
+
+
 COMMANDS = {"validate": cmd_validate, "schema": cmd_schema, "graph": cmd_graph, "run": cmd_run,
-            "dagfile": cmd_dagfile, "down": cmd_down}
+            "dagfile": cmd_dagfile, "down": cmd_down, "verify-evidence": cmd_verify_evidence}
 
 
 def main(argv: list[str] | None = None) -> int:

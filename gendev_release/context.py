@@ -6,8 +6,10 @@ Layout under the gendev home (``$GENDEV_HOME``, else ``$AIRFLOW_HOME/gendev``, e
     targets/<service>/lease.json           who holds the service's release (see gendev_release.lease)
     runs/<dag_id>/<run_id>/record.json     the RunRecord (see gendev_release.run_record)
     runs/<dag_id>/<run_id>/work/           the run's work dir ({workdir}); artifacts in work/dist
-    evidence/<dag_id>/<run_id>/<step>.json the latest AgentReport per step, written atomically;
-    evidence/<dag_id>/<run_id>/attempts/   every earlier attempt's report, kept when a step re-runs
+    evidence/<dag_id>/<run_id>/            the run's evidence store (see gendev_release.evidence_store):
+                                           every record with its sha256 in a hash chain, deliverables,
+                                           earlier attempts under attempts/; $GENDEV_EVIDENCE_URL
+                                           (any fsspec URL) puts it at <url>/<dag_id>/<run_id>/ instead
     history/<dag_id>.jsonl                 one line per finished attempt (durations, outcome, verified)
 
 Steps hand facts to later steps through Airflow (XCom): :attr:`DutyContext.upstream` is how a
@@ -24,8 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gendev_release.evidence_store import EVIDENCE_URL_ENV, EvidenceStore
 from gendev_release.report import AgentReport
 from gendev_release.run_record import safe_name
+
+__all__ = ["DutyContext", "EvidenceStore", "RunPaths", "append_jsonl", "gendev_home", "safe_name",
+           "write_json_atomic"]
 
 if TYPE_CHECKING:
     from gendev_release.spec import ReleaseSpec, RunParams
@@ -75,63 +81,16 @@ class RunPaths:
         return self.home / "evidence" / safe_name(self.dag_id) / safe_name(self.run_id)
 
     @property
-    def history_file(self) -> Path:
-        return self.home / "history" / f"{safe_name(self.dag_id)}.jsonl"
-
-
-class EvidenceStore:
-    """Reports of one run, one JSON file per step; a re-run keeps the earlier attempt under ``attempts/``."""
-
-    def __init__(self, paths: RunPaths) -> None:
-        self.paths = paths
-
-    def path_for(self, step_id: str) -> Path:
-        return self.paths.evidence_dir / f"{safe_name(step_id)}.json"
+    def evidence_location(self) -> str:
+        """The evidence store's place: ``$GENDEV_EVIDENCE_URL/<dag_id>/<run_id>`` if set, else :attr:`evidence_dir`."""
+        url = os.environ.get(EVIDENCE_URL_ENV, "").strip()
+        if url:
+            return f"{url.rstrip('/')}/{safe_name(self.dag_id)}/{safe_name(self.run_id)}"
+        return str(self.evidence_dir)
 
     @property
-    def attempts_dir(self) -> Path:
-        return self.paths.evidence_dir / "attempts"
-
-    def keep_earlier(self, path: Path) -> Path | None:
-        """Move an existing file aside as ``attempts/<stem>.<n><suffix>`` (n counts from 1); nothing is overwritten."""
-        if not path.exists():
-            return None
-        self.attempts_dir.mkdir(parents=True, exist_ok=True)
-        number = 1 + sum(1 for _ in self.attempts_dir.glob(f"{path.stem}.*{path.suffix}"))
-        kept = self.attempts_dir / f"{path.stem}.{number}{path.suffix}"
-        os.replace(path, kept)
-        return kept
-
-    def save(self, report: AgentReport) -> Path:
-        path = self.path_for(report.step_id)
-        self.keep_earlier(path)
-        write_json_atomic(path, report.model_dump(mode="json"))
-        return path
-
-    def load(self, step_id: str) -> AgentReport | None:
-        path = self.path_for(step_id)
-        if not path.exists():
-            return None
-        return AgentReport.model_validate_json(path.read_text(encoding="utf-8"))
-
-    def save_record(self, name: str, payload: Any, *, keep_earlier: bool = True) -> Path:
-        """Write a non-report record (a decision, a health event); an earlier attempt's copy is kept."""
-        path = self.paths.evidence_dir / f"{safe_name(name)}.json"
-        if keep_earlier:
-            self.keep_earlier(path)
-        write_json_atomic(path, payload)
-        return path
-
-    def all_reports(self) -> list[AgentReport]:
-        if not self.paths.evidence_dir.exists():
-            return []
-        reports = []
-        for path in sorted(self.paths.evidence_dir.glob("*.json")):
-            try:
-                reports.append(AgentReport.model_validate_json(path.read_text(encoding="utf-8")))
-            except ValueError:
-                continue  # a non-report record (outcome, failure decision)
-        return reports
+    def history_file(self) -> Path:
+        return self.home / "history" / f"{safe_name(self.dag_id)}.jsonl"
 
 
 @dataclass

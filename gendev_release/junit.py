@@ -1,10 +1,12 @@
-"""Reading and writing JUnit XML, the test-result format every runner speaks.
+"""Reading and writing JUnit XML, the test-result format every runner speaks, through ``junitparser``.
 
 :func:`parse_junit` accepts both shapes seen in the field: a ``<testsuites>`` root holding one or
 more ``<testsuite>`` elements (pytest, Maven Surefire aggregates) and a bare ``<testsuite>`` root
-(Surefire, many JS runners). Counts come from the ``<testcase>`` elements themselves, so a report
-whose summary attributes disagree with its cases cannot hide a failure; a suite that lists no
-cases falls back to its attributes. Malformed XML raises a :class:`ValueError` naming the file.
+(Surefire, many JS runners). The XML is parsed by :func:`gendev_release.formats.parse_xml`
+(defusedxml: an entity-expansion file is refused, never expanded) and handed to junitparser.
+Counts come from the ``<testcase>`` elements themselves, so a report whose summary attributes
+disagree with its cases cannot hide a failure; a suite that lists no cases and no nested suites
+falls back to its attributes. Anything that is not JUnit raises a :class:`ValueError` naming the file.
 
 :func:`write_junit` writes the same format for the suites this package runs itself (smoke tests,
 the demo QA checks), so one parser reads both.
@@ -12,10 +14,15 @@ the demo QA checks), so one parser reads both.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import junitparser
+from junitparser import Attr, Error, Failure, JUnitXml, Properties, Property, Skipped, TestCase, TestSuite
+
+from gendev_release.formats import FormatError, parse_xml
 
 _MESSAGE_LIMIT = 500
 
@@ -82,73 +89,95 @@ class JUnitSummary:
 
 
 # ------------------------------------------------------------------------------------ parsing
-def _int_attr(element: ET.Element, name: str, source: str) -> int:
-    raw = element.get(name)
+class _SuiteAsWritten(junitparser.Element):
+    """A ``<testsuite>``'s summary attributes as the file wrote them.
+
+    junitparser's ``TestSuite`` reads a missing count by recomputing every count from the cases in
+    place; for a suite that lists no cases that would turn its summary into zeros.
+    """
+
+    _tag = "testsuite"
+    name = Attr()
+    tests = Attr()
+    failures = Attr()
+    errors = Attr()
+    skipped = Attr()
+    time = Attr()
+
+
+def _count(raw: str | None, attribute: str, suite: str, source: str) -> int:
     if raw is None or raw.strip() == "":
         return 0
     try:
         return int(float(raw))
     except ValueError:
-        raise ValueError(f"{source}: <{element.tag} name={element.get('name')!r}> has a non-numeric "
-                         f"{name}={raw!r}") from None
+        raise FormatError(f"{source}: <testsuite name={suite!r}> has a non-numeric {attribute}={raw!r}") from None
 
 
-def _float_attr(element: ET.Element, name: str) -> float:
+def _seconds(raw: str | None) -> float:
     try:
-        return float(element.get(name) or 0.0)
+        return float((raw or "0").replace(",", ""))
     except ValueError:
         return 0.0
 
 
-def _message(child: ET.Element) -> str:
-    message = child.get("message") or (child.text or "").strip() or child.get("type") or child.tag
-    return message[:_MESSAGE_LIMIT]
+def _message(result: Failure | Error, kind: str) -> str:
+    message = result.message or (result.text or "").strip() or result.type or kind
+    return str(message)[:_MESSAGE_LIMIT]
 
 
-def _case_outcome(case: ET.Element) -> tuple[Outcome, str]:
-    failure, error = case.find("failure"), case.find("error")
-    if failure is not None:
-        return "failure", _message(failure)
-    if error is not None:
-        return "error", _message(error)
-    if case.find("skipped") is not None:
+def _case_outcome(case: TestCase) -> tuple[Outcome, str]:
+    results = case.result
+    failures = [r for r in results if isinstance(r, Failure)]
+    if failures:
+        return "failure", _message(failures[0], "failure")
+    errors = [r for r in results if isinstance(r, Error)]
+    if errors:
+        return "error", _message(errors[0], "error")
+    if any(isinstance(r, Skipped) for r in results):
         return "skipped", ""
     return "passed", ""
 
 
-def _suite_counts(suite: ET.Element, source: str, failed: list[FailedCase], names: list[str]) -> SuiteCounts:
-    name = suite.get("name") or "(unnamed)"
-    cases = suite.findall("testcase")
+def _every_suite(suites: Iterable[TestSuite]) -> Iterator[TestSuite]:
+    for suite in suites:
+        yield suite
+        yield from _every_suite(suite.testsuites())
+
+
+def _suite_counts(suite: TestSuite, source: str, failed: list[FailedCase], names: list[str]) -> SuiteCounts | None:
+    """Counts of the suite's own cases; None for a suite that only groups nested suites."""
+    written = _SuiteAsWritten.fromelem(suite)
+    name = written.name or "(unnamed)"
+    cases: list[TestCase] = list(suite.iterchildren(TestCase))
     if not cases:
-        return SuiteCounts(name, _int_attr(suite, "tests", source), _int_attr(suite, "failures", source),
-                           _int_attr(suite, "errors", source), _int_attr(suite, "skipped", source),
-                           _float_attr(suite, "time"))
+        if any(True for _ in suite.testsuites()):
+            return None  # an aggregate: its nested suites are counted themselves, never twice
+        return SuiteCounts(name, tests=_count(written.tests, "tests", name, source),
+                           failures=_count(written.failures, "failures", name, source),
+                           errors=_count(written.errors, "errors", name, source),
+                           skipped=_count(written.skipped, "skipped", name, source), time=_seconds(written.time))
     counts = {"failure": 0, "error": 0, "skipped": 0, "passed": 0}
     for case in cases:
         outcome, message = _case_outcome(case)
         counts[outcome] += 1
-        classname, case_name = case.get("classname") or "", case.get("name") or "(unnamed)"
+        classname, case_name = case.classname or "", case.name or "(unnamed)"
         names.append(f"{classname}.{case_name}" if classname else case_name)
         if outcome == "failure" or outcome == "error":
             failed.append(FailedCase(name, classname, case_name, outcome, message))
-    return SuiteCounts(name, len(cases), counts["failure"], counts["error"], counts["skipped"],
-                       _float_attr(suite, "time"))
+    return SuiteCounts(name, len(cases), counts["failure"], counts["error"], counts["skipped"], _seconds(written.time))
 
 
 def parse_junit_text(text: str | bytes, source: str = "<junit>") -> JUnitSummary:
     """Parse JUnit XML text; raise :class:`ValueError` naming ``source`` when it is not JUnit."""
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise ValueError(f"{source}: malformed JUnit XML: {exc}") from exc
+    root = parse_xml(text, source, "JUnit XML")
     if root.tag not in ("testsuites", "testsuite"):
-        raise ValueError(f"{source}: not JUnit XML: root element is <{root.tag}>, expected <testsuites> "
-                         f"or <testsuite>")
-    # Leaf suites only: a suite that aggregates nested suites would count their cases twice.
-    suites = [suite for suite in root.iter("testsuite") if suite.find("testsuite") is None]
+        raise FormatError(f"{source}: not JUnit XML: root element is <{root.tag}>, expected <testsuites> "
+                          f"or <testsuite>")
+    top: list[TestSuite] = list(JUnitXml.fromelem(root)) if root.tag == "testsuites" else [TestSuite.fromelem(root)]
     failed: list[FailedCase] = []
     names: list[str] = []
-    counts = [_suite_counts(suite, source, failed, names) for suite in suites]
+    counts = [c for suite in _every_suite(top) if (c := _suite_counts(suite, source, failed, names)) is not None]
     return JUnitSummary(
         tests=sum(c.tests for c in counts), failures=sum(c.failures for c in counts),
         errors=sum(c.errors for c in counts), skipped=sum(c.skipped for c in counts),
@@ -169,7 +198,7 @@ def parse_junit(path: str | Path) -> JUnitSummary:
 # ------------------------------------------------------------------------------------ writing
 @dataclass(frozen=True)
 class CaseResult:
-    """One test case to write: ``message`` is set when it failed."""
+    """One test case to write: ``failure`` (the message) is set when it failed."""
 
     name: str
     classname: str
@@ -179,24 +208,27 @@ class CaseResult:
     properties: dict[str, str] = field(default_factory=dict)
 
 
+def _test_case(case: CaseResult) -> TestCase:
+    element = TestCase(case.name, case.classname, round(case.seconds, 3))
+    if case.properties:
+        properties = Properties()
+        for key, value in case.properties.items():
+            properties.add_property(Property(key, value))
+        element.append(properties)
+    if case.failure is not None:
+        failure = Failure(case.failure[:_MESSAGE_LIMIT] or "failed", "AssertionError")
+        failure.text = case.detail or case.failure
+        element.result = [failure]
+    return element
+
+
 def write_junit(path: Path, suite_name: str, cases: list[CaseResult]) -> Path:
     """Write one suite as ``<testsuites><testsuite>...`` (the shape pytest writes)."""
-    failures = sum(1 for c in cases if c.failure is not None)
-    total_time = sum(c.seconds for c in cases)
-    root = ET.Element("testsuites", tests=str(len(cases)), failures=str(failures), errors="0",
-                      skipped="0", time=f"{total_time:.3f}")
-    suite = ET.SubElement(root, "testsuite", name=suite_name, tests=str(len(cases)), failures=str(failures),
-                          errors="0", skipped="0", time=f"{total_time:.3f}")
-    for case in cases:
-        element = ET.SubElement(suite, "testcase", classname=case.classname, name=case.name,
-                                time=f"{case.seconds:.3f}")
-        if case.properties:
-            props = ET.SubElement(element, "properties")
-            for key, value in case.properties.items():
-                ET.SubElement(props, "property", name=key, value=value)
-        if case.failure is not None:
-            failure = ET.SubElement(element, "failure", message=case.failure[:_MESSAGE_LIMIT], type="AssertionError")
-            failure.text = case.detail or case.failure
+    suite = TestSuite(suite_name)
+    suite.add_testcases([_test_case(case) for case in cases])
+    document = JUnitXml()
+    document.add_testsuite(suite)
+    document.update_statistics()
     path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    document.write(str(path))
     return path

@@ -1,68 +1,34 @@
 """The release report: the seed's checklist and success criteria, derived from the agent reports.
 
-Nothing in the checklist is typed by hand: each line is computed from the verifications and
-metrics that the steps recorded in this run.
+Nothing in the checklist is typed by hand: each line is judged by a rule of
+:mod:`gendev_release.release_checklist` from the evidence the steps recorded in this run, the run
+record and the release history. A line is ticked only when the thing it names happened in this
+run; a line that leans on a waiver shows ``waived (reason, approved_by)`` and is never ticked;
+any other line says why it is not done.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gendev_release.catalogue import DEPLOYMENT_CHECKLIST, PHASES
-from gendev_release.context import write_json_atomic
+from gendev_release.catalogue import PHASES
+from gendev_release.release_checklist import RunFacts, derive, first_release_reason
 from gendev_release.report import AgentReport, utcnow
+from gendev_release.run_record import ReleaseHistory
 
 if TYPE_CHECKING:
     from gendev_release.context import DutyContext
+    from gendev_release.evidence_store import StoredPath
+
+#: How each state shows in the Markdown report.
+MARKS = {"done": "[x]", "waived": "[ ]", "not_done": "[ ]"}
 
 
-def _item(reports: dict[str, AgentReport], item_id: str) -> bool:
-    step_id, kind = item_id.rsplit(".", 1)
-    report = reports.get(step_id)
-    return report is not None and any(v.kind == kind and v.passed for v in report.verifications)
-
-
-def _step(reports: dict[str, AgentReport], *step_ids: str) -> bool:
-    return all(step_id in reports and reports[step_id].status == "passed" for step_id in step_ids)
-
-
-#: checklist line -> (how it is derived, predicate over the reports)
-_CHECKLIST_RULES: dict[str, tuple[str, Any]] = {
-    "Risk assessment complete": ("risk_assessment passed", lambda r: _step(r, "risk_assessment")),
-    "Stakeholders notified": ("notifications.verify (delivery recorded)", lambda r: _item(r, "notifications.verify")),
-    "Backup created": ("risk_assessment.check (backup verified or waived)",
-                       lambda r: _item(r, "risk_assessment.check")),
-    "Dependencies validated": ("dependencies passed", lambda r: _step(r, "dependencies")),
-    "Build artifacts ready": ("build.check (artifacts with sha256)", lambda r: _item(r, "build.check")),
-    "Security scan passed": ("dependencies.check (critical vulnerabilities)", lambda r: _item(r, "dependencies.check")),
-    "Infrastructure provisioned": ("provisioning passed", lambda r: _step(r, "provisioning")),
-    "Configuration validated": ("hardening passed", lambda r: _step(r, "hardening")),
-    "Deployment executed": ("execute_strategy passed", lambda r: _step(r, "execute_strategy")),
-    "Health checks passing": ("execute_strategy.check", lambda r: _item(r, "execute_strategy.check")),
-    "Smoke tests passed": ("smoke_tests.check", lambda r: _item(r, "smoke_tests.check")),
-    "Performance validated": ("performance.check", lambda r: _item(r, "performance.check")),
-    "Monitoring active": ("observability.verify", lambda r: _item(r, "observability.verify")),
-    "Alerts configured": ("monitoring_alerts.check", lambda r: _item(r, "monitoring_alerts.check")),
-    "Documentation updated": ("release_notes passed", lambda r: _step(r, "release_notes")),
-    "Team briefed": ("training passed", lambda r: _step(r, "training")),
-    "Rollback tested": ("previous slot kept running and answered (execute_strategy facts)",
-                        lambda r: bool(r.get("execute_strategy") and r["execute_strategy"].facts.get("previous"))),
-    "Success metrics met": ("every step passed its gate", lambda r: all(x.status == "passed" for x in r.values())),
-}
-assert tuple(_CHECKLIST_RULES) == DEPLOYMENT_CHECKLIST
-
-_SUCCESS_CRITERIA: dict[str, tuple[str, Any]] = {
-    "Zero-downtime deployment": ("failed_switch_requests == 0",
-                                 lambda r: "execute_strategy" in r
-                                 and r["execute_strategy"].metrics.get("failed_switch_requests") == 0),
-    "All tests passing": ("smoke_tests and qa passed", lambda r: _step(r, "smoke_tests", "qa")),
-    "Performance maintained": ("performance passed", lambda r: _step(r, "performance")),
-    "Security verified": ("dependencies and hardening passed", lambda r: _step(r, "dependencies", "hardening")),
-    "Monitoring operational": ("monitoring_alerts and observability passed",
-                               lambda r: _step(r, "monitoring_alerts", "observability")),
-    "Documentation complete": ("release_notes and training passed", lambda r: _step(r, "release_notes", "training")),
-}
+def run_facts(ctx: DutyContext, reports: dict[str, AgentReport], record: dict[str, Any]) -> RunFacts:
+    """What the checklist rules read: the reports, the spec, the run record and the verified history before this run."""
+    verified = tuple(str(e.version) for e in ReleaseHistory(ctx.paths.home, ctx.paths.dag_id).entries()
+                     if e.verified and e.outcome == "success" and e.run_id != ctx.run_id and e.version)
+    return RunFacts(reports=reports, spec=ctx.spec, version=ctx.version, record=record, verified_before=verified)
 
 
 def build_release_report(ctx: DutyContext, reports: dict[str, AgentReport], *, outcome: str,
@@ -73,15 +39,12 @@ def build_release_report(ctx: DutyContext, reports: dict[str, AgentReport], *, o
                    for s in phase.steps if s.id in reports]
         if seconds:
             phase_seconds[phase.id] = round(sum(seconds), 3)
-    checklist = [{"item": item, "done": bool(rule(reports)), "derived_from": how}
-                 for item, (how, rule) in _CHECKLIST_RULES.items()]
-    criteria = [{"criterion": name, "met": bool(rule(reports)), "derived_from": how}
-                for name, (how, rule) in _SUCCESS_CRITERIA.items()]
-    if checklist[16]["item"] == "Rollback tested" and not checklist[16]["done"]:
-        checklist[16]["note"] = "first release: no previous version to roll back to"
+    facts = run_facts(ctx, reports, record)
+    checklist, criteria = derive(facts)
     return {
         "service": ctx.spec.service, "version": ctx.version, "run_id": ctx.run_id, "outcome": outcome,
-        "previous_version": record.get("previous_version"), "generated_at": utcnow().isoformat(),
+        "previous_version": record.get("previous_version"), "first_release": first_release_reason(facts),
+        "generated_at": utcnow().isoformat(),
         "checklist": checklist, "success_criteria": criteria, "phase_seconds": phase_seconds,
         "steps": [{"step_id": r.step_id, "agent": r.agent, "status": r.status,
                    "items": {v.kind: v.passed for v in r.verifications}, "blocking_issues": r.blocking_issues,
@@ -90,18 +53,27 @@ def build_release_report(ctx: DutyContext, reports: dict[str, AgentReport], *, o
     }
 
 
+def _line(name: str, row: dict[str, Any]) -> str:
+    """``- [x] Backup created: what proved it``; waived and not-done lines are never ticked and say why."""
+    if row["state"] == "waived":
+        waivers = "; ".join(f"{w['reason']}, {w['approved_by']}" for w in row["waived"] or [])
+        text = f"waived ({waivers}): {row['detail']}"
+    elif row["state"] == "done":
+        text = row["detail"]
+    else:
+        text = f"not done: {row['why']}"
+    return f"- {MARKS[row['state']]} {name}: {text} _({row['derived_from']})_"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
+    previous = report["previous_version"] or f"none ({report.get('first_release') or 'nothing was active'})"
     lines = [f"# Release report: {report['service']} {report['version']}", "",
              f"- Outcome: **{report['outcome']}**", f"- Run: `{report['run_id']}`",
-             f"- Previous version: {report['previous_version'] or '(first release)'}",
+             f"- Previous version: {previous}",
              f"- Generated: {report['generated_at']}", "", "## Deployment checklist", ""]
-    for line in report["checklist"]:
-        mark = "x" if line["done"] else " "
-        note = f" ({line['note']})" if line.get("note") else ""
-        lines.append(f"- [{mark}] {line['item']}{note}: _{line['derived_from']}_")
+    lines += [_line(row["item"], row) for row in report["checklist"]]
     lines += ["", "## Success criteria", ""]
-    for line in report["success_criteria"]:
-        lines.append(f"- [{'x' if line['met'] else ' '}] {line['criterion']}: _{line['derived_from']}_")
+    lines += [_line(row["criterion"], row) for row in report["success_criteria"]]
     lines += ["", "## Steps", "", "| step | agent | status | read | verify | check | report |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for step in report["steps"]:
@@ -111,11 +83,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_release_report(ctx: DutyContext, report: dict[str, Any]) -> dict[str, Path]:
-    json_path = ctx.paths.evidence_dir / "release-report.json"
-    md_path = ctx.paths.evidence_dir / "release-report.md"
-    for path in (json_path, md_path):  # an earlier attempt's report is kept under attempts/
-        ctx.store.keep_earlier(path)
-    write_json_atomic(json_path, report)
-    md_path.write_text(render_markdown(report), encoding="utf-8")
-    return {"json": json_path, "markdown": md_path}
+def write_release_report(ctx: DutyContext, report: dict[str, Any]) -> dict[str, StoredPath]:
+    """Store the release report (JSON and Markdown) in the run's evidence store, each chained.
+
+    An earlier attempt's report is moved under ``attempts/`` first. The locations returned are local
+    paths for a local store (what the run record and the CLI show), else the stored objects.
+    """
+    store = ctx.store
+    return {"json": store.save_record("release-report", report),
+            "markdown": store.save_text("release-report.md", render_markdown(report))}

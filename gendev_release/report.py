@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gendev_release.catalogue import ITEM_KINDS, Phase, Step
+
+if TYPE_CHECKING:
+    from gendev_release.evidence_store import EvidenceStore, RoundTrip
 
 EvidenceKind = Literal["file", "command", "http", "metric", "git", "target", "computed"]
 ItemKind = Literal["read", "verify", "check", "report"]
@@ -120,7 +123,8 @@ class ReportBuilder:
     """Collects evidence and verdicts item by item while a duty runs.
 
     Items never given a verdict fail with "no verdict". The ``report`` item is completed by
-    :meth:`finish`: it lists every failed item as a blocker, so the report is never silent.
+    :meth:`finish`: it lists every failed item as a blocker, then passes only if the report comes
+    back intact and consistent from the evidence store.
     """
 
     def __init__(self, phase: Phase, step: Step, *, service: str, version: str, run_id: str) -> None:
@@ -162,7 +166,20 @@ class ReportBuilder:
         self.deliverables.append(deliverable)
         return deliverable
 
-    def finish(self, status_detail: str = "", *, backend: str = "builtin") -> AgentReport:
+    def finish(self, status_detail: str = "", *, backend: str = "builtin",
+               store: EvidenceStore | None = None) -> AgentReport:
+        """The step's report, its ``report`` item decided by a round trip through the evidence store.
+
+        The report of items read, verify and check (with the blockers and deliverables) is written to
+        ``store`` (with the deliverables' copies), read back, and checked: the digest read back is
+        the chained one, the chain's links hold, and the content read back agrees with itself (every
+        failed item listed as a blocker, the status following from the items, every deliverable in the
+        store with its recorded digest). Only then does the report item pass; its evidence is the
+        stored record's digest and chain position.
+
+        :param store: the run's evidence store (``run_duty`` passes ``ctx.store``); without one, an
+            in-memory store is used and discarded, so the check still runs (unit tests).
+        """
         texts = dict(zip(ITEM_KINDS, self.step.items, strict=True))
         verifications: list[Verification] = []
         for kind in ITEM_KINDS[:3]:
@@ -171,27 +188,75 @@ class ReportBuilder:
                 self.block(f"{self.step.id}.{kind}: {detail}")
             verifications.append(Verification(item_id=f"{self.step.id}.{kind}", kind=kind, text=texts[kind],
                                               passed=passed, detail=detail, evidence=self._evidence[kind]))
-        # The report item: complete and honest, i.e. every failed item and blocker is listed.
+        draft = self._report(verifications, backend)
+        round_trip, where = self._round_trip(draft, store)
+        problems = list(round_trip.problems)
+        if round_trip.report is not None:
+            problems.extend(report_inconsistencies(round_trip.report))
         outcome = {v.kind: v.passed for v in verifications}
-        summary = Evidence(kind="computed", source=f"{self.step.id} report",
-                           summary=f"items: {outcome}; blockers: {len(self.blocking_issues)}",
-                           data={"items": outcome, "blocking_issues": list(self.blocking_issues),
-                                 "deliverables": [d.name for d in self.deliverables]})
-        self._evidence["report"].append(summary)
-        complete = all(any(v.item_id in b for b in self.blocking_issues) for v in verifications if not v.passed)
+        evidence = list(self._evidence["report"])
+        if round_trip.entry is not None:
+            entry = round_trip.entry
+            evidence.append(Evidence(
+                kind="file", source=round_trip.location, sha256=entry.sha256,
+                summary=f"{entry.name}: {entry.size} bytes, chain seq {entry.seq} (entry {entry.entry_hash[:16]})",
+                data={"record": entry.name, "seq": entry.seq, "entry_hash": entry.entry_hash,
+                      "prev_hash": entry.prev_hash, "bytes": entry.size, "store": where,
+                      "ephemeral": store is None}))
+        evidence.append(Evidence(
+            kind="computed", source=f"{self.step.id} report read back from {where}",
+            summary=f"items: {outcome}; blockers: {len(self.blocking_issues)}; problems: {len(problems)}",
+            data={"items": outcome, "blocking_issues": list(self.blocking_issues),
+                  "deliverables": [d.name for d in self.deliverables], "problems": problems}))
         report_verdict, report_detail = self._verdicts.get("report", (True, ""))
-        report_passed = report_verdict and complete
         detail = status_detail or ("ready" if not self.blocking_issues else
                                    f"{len(self.blocking_issues)} blocking issue(s) listed")
         if not report_verdict:  # an explicit failure of the report item keeps its reason
             detail = report_detail or "the report item failed"
+        elif problems:
+            detail = "the report did not come back intact from the evidence store: " + "; ".join(problems)
         verifications.append(Verification(item_id=f"{self.step.id}.report", kind="report", text=texts["report"],
-                                          passed=report_passed, detail=detail, evidence=self._evidence["report"]))
+                                          passed=report_verdict and not problems, detail=detail,
+                                          evidence=evidence))
+        return self._report(verifications, backend)
+
+    def _report(self, verifications: list[Verification], backend: str) -> AgentReport:
         failed = bool(self.blocking_issues) or not all(v.passed for v in verifications)
         return AgentReport(
             agent=self.step.agent, duty=self.step.duty, step_id=self.step.id, phase_id=self.phase.id,
-            status="failed" if failed else "passed", verifications=verifications,
-            deliverables=self.deliverables, findings=self.findings, blocking_issues=self.blocking_issues,
-            metrics=self.metrics, facts=self.facts, backend=backend, started_at=self.started_at,
-            finished_at=utcnow(), **self._meta,
+            status="failed" if failed else "passed", verifications=list(verifications),
+            deliverables=list(self.deliverables), findings=list(self.findings),
+            blocking_issues=list(self.blocking_issues), metrics=dict(self.metrics), facts=dict(self.facts),
+            backend=backend, started_at=self.started_at, finished_at=utcnow(), **self._meta,
         )
+
+    @staticmethod
+    def _round_trip(draft: AgentReport, store: EvidenceStore | None) -> tuple[RoundTrip, str]:
+        from gendev_release.evidence_store import EvidenceError, EvidenceStore, RoundTrip
+
+        target = store or EvidenceStore.ephemeral()
+        try:
+            return target.round_trip(draft), target.location
+        except Exception as exc:  # whatever the storage raised, the report survives with this item failed
+            message = str(exc) if isinstance(exc, EvidenceError) else f"{type(exc).__name__}: {exc}"
+            return RoundTrip(entry=None, location=target.location, report=None, problems=[message]), target.location
+        finally:
+            if store is None:
+                target.discard()
+
+
+def report_inconsistencies(report: AgentReport) -> list[str]:
+    """Where a report contradicts its own verifications (empty when it is consistent)."""
+    problems = []
+    kinds: list[str] = [v.kind for v in report.verifications]
+    for kind in ITEM_KINDS[:3]:
+        if kinds.count(kind) != 1:
+            problems.append(f"{report.step_id}.{kind}: {kinds.count(kind)} verifications recorded, expected 1")
+    failed = [v for v in report.verifications if not v.passed]
+    for verification in failed:
+        if not any(verification.item_id in issue for issue in report.blocking_issues):
+            problems.append(f"{verification.item_id} failed but is not listed as a blocker")
+    expected = "failed" if failed or report.blocking_issues else "passed"
+    if report.status != expected:
+        problems.append(f"status {report.status!r} but its items and blockers say {expected!r}")
+    return problems

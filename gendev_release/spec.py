@@ -34,6 +34,26 @@ from pydantic import (
 
 from gendev_release.errors import SpecError, SpecProblem
 from gendev_release.paths import check_relative, resolve_inside
+from gendev_release.spec_relaxations import (
+    DEFAULT_CONTROLS,
+    DEFAULT_HEADERS,
+    DEFAULT_MAX_ERROR_RATE_PCT,
+    DEFAULT_MIN_COMPLIANCE_PCT,
+    DEFAULT_P95_LATENCY_MS,
+    DEFAULT_REGRESSION_MIN_MS,
+    DEFAULT_REGRESSION_TOLERANCE_PCT,
+    NUMERIC_BOUNDS,
+    SEED_MINIMUMS,
+    Control,
+    GateName,
+    Protects,
+    Relaxation,
+    alert_problems,
+    fill_alert_thresholds,
+    gate_relaxations,
+    security_relaxations,
+    waived_by,
+)
 from gendev_release.spec_rules import (
     SERVICE_PATTERN,
     VERSION_FORMAT,
@@ -80,20 +100,19 @@ RepoPathspec = Annotated[str, AfterValidator(
 
 
 # --------------------------------------------------------------------------------------- gates
-GateName = Literal["build_success_pct", "test_pass_pct", "max_critical_vulns", "health_pass_pct",
-                   "p95_latency_ms", "max_error_rate_pct"]
-
-#: The seed's quality gates ("Quality Gates" section). Percentages are minimums except where named max.
-SEED_MINIMUMS: dict[str, float] = {
-    "build_success_pct": 100.0,  # Build success: 100% required
-    "test_pass_pct": 90.0,  # Test coverage: >90% passing
-    "max_critical_vulns": 0,  # Security scan: zero critical issues
-    "health_pass_pct": 100.0,  # Health checks: all passing
-}
+# Which values relax the standard, and the waiver each needs: gendev_release.spec_relaxations.
+WAIVER_HINT = ("Every value looser than the standard needs a waiver here: the seed's gates, the SLA and regression "
+               "tolerance above their defaults, security.min_compliance_pct under 100, a default "
+               "security.required_controls or required_headers entry left out, an alert rule looser than the "
+               "SLA it protects (gate alert_rules).")
 
 
 class Waiver(_Model):
-    gate: GateName
+    """An approved relaxation of one gate; the release report shows what it covers as waived, never as done."""
+
+    gate: GateName = Field(description="The relaxed value: a quality gate, regression_tolerance_pct, "
+                                       "regression_min_ms, min_compliance_pct, required_controls, required_headers "
+                                       "or alert_rules.")
     reason: str = Field(min_length=10, description="Why the weaker gate is acceptable (recorded in the report).")
     approved_by: str = Field(min_length=1)
 
@@ -104,30 +123,41 @@ class QualityGates(_Model):
     min_coverage_pct: float | None = Field(None, ge=0, le=100)
     max_critical_vulns: int = Field(0, ge=0)
     health_pass_pct: float = Field(100.0, ge=0, le=100)
-    p95_latency_ms: float = Field(500.0, gt=0, description="Performance SLA: p95 latency bound.")
-    max_error_rate_pct: float = Field(1.0, ge=0, le=100, description="Performance SLA: error rate bound.")
-    regression_tolerance_pct: float = Field(50.0, ge=0, description="Allowed p95 regression against baseline.")
+    p95_latency_ms: float = Field(DEFAULT_P95_LATENCY_MS, gt=0,
+                                  description="Performance SLA: p95 latency bound; above the default needs a waiver.")
+    max_error_rate_pct: float = Field(DEFAULT_MAX_ERROR_RATE_PCT, ge=0, le=100,
+                                      description="Performance SLA: error rate bound; above the default needs a "
+                                                  "waiver.")
+    regression_tolerance_pct: float = Field(
+        DEFAULT_REGRESSION_TOLERANCE_PCT, ge=0,
+        description="Allowed p95 regression against baseline; above the default needs a waiver.")
     regression_min_ms: float = Field(
-        25.0, ge=0, description="A p95 regression smaller than this many milliseconds is noise, never a failure.")
-    waivers: list[Waiver] = Field(default_factory=list)
+        DEFAULT_REGRESSION_MIN_MS, ge=0,
+        description="A p95 regression smaller than this many milliseconds is noise, never a failure; above the "
+                    "default needs a waiver.")
+    waivers: list[Waiver] = Field(default_factory=list, description=WAIVER_HINT)
 
     def weaker_than_seed(self) -> list[str]:
-        weaker = []
-        for gate, minimum in SEED_MINIMUMS.items():
-            value = getattr(self, gate)
-            if (gate.startswith("max_") and value > minimum) or (not gate.startswith("max_") and value < minimum):
-                weaker.append(gate)
-        return weaker
+        return [r.gate for r in self.relaxations() if r.gate in SEED_MINIMUMS]
+
+    def relaxations(self) -> list[Relaxation]:
+        """This section's values that are looser than the seed or the package defaults."""
+        return gate_relaxations({bound.gate: getattr(self, bound.gate) for bound in NUMERIC_BOUNDS
+                                 if bound.field.startswith("quality_gates.")})
+
+    def waiver_for(self, gate: str) -> Waiver | None:
+        return next((w for w in self.waivers if w.gate == gate), None)
 
     @model_validator(mode="after")
     def _weaker_gates_need_waivers(self) -> QualityGates:
-        waived = {w.gate for w in self.waivers}
-        for gate in self.weaker_than_seed():
-            if gate not in waived:
-                raise ValueError(
-                    f"@{gate}: {gate}={getattr(self, gate):g} is weaker than the seed's minimum "
-                    f"{SEED_MINIMUMS[gate]:g}; add a waiver with gate: {gate}, a reason and approved_by"
-                )
+        seen: set[str] = set()
+        for index, waiver in enumerate(self.waivers):
+            if waiver.gate in seen:
+                raise ValueError(f"@waivers.{index}.gate: a second waiver for {waiver.gate}; keep one per gate")
+            seen.add(waiver.gate)
+        for relaxation, waiver in waived_by(self.relaxations(), self.waivers):
+            if waiver is None:
+                raise ValueError(f"@{relaxation.gate}: {relaxation.message()}")
         return self
 
 
@@ -275,11 +305,15 @@ class HighRiskApproval(_Model):
 
 
 class BackupInputs(_Model):
+    """The backup taken before deploying: ``command`` and ``output``, or a ``waiver`` with ``approved_by``."""
+
     command: Command | None = None
     output: str | None = Field(
         None, description="File the backup command writes, relative to the run's workdir (a leading {workdir}/ or "
                           "{artifacts_dir}/ is allowed, no other placeholder); its sha256 is recorded.")
     waiver: str | None = Field(None, min_length=10, description="Reason no backup is needed.")
+    approved_by: str | None = Field(None, min_length=1, description="Who accepted releasing without a backup "
+                                                                    "(required with waiver).")
 
     _check_command = field_validator("command")(lambda cls, v: v if v is None else check_command(v))
     _check_output = field_validator("output")(lambda cls, v: v if v is None else check_output_path(v))
@@ -288,6 +322,11 @@ class BackupInputs(_Model):
     def _backup_or_waiver(self) -> BackupInputs:
         if self.waiver is None and (self.command is None or self.output is None):
             raise ValueError("give command and output for the backup, or a waiver with a reason")
+        if self.waiver is not None and self.approved_by is None:
+            raise ValueError("@approved_by: a backup waiver needs approved_by: name who accepted releasing without "
+                             "a backup")
+        if self.waiver is None and self.approved_by is not None:
+            raise ValueError("@approved_by: approved_by belongs to a backup waiver; remove it or add waiver")
         return self
 
 
@@ -329,35 +368,90 @@ class DependencyInputs(_Model):
     scan_format: Literal["pip-audit", "sarif"] = "pip-audit"
 
 
+class DestructiveWaiver(_Model):
+    """An approved delete or replace of one resource in the ``plan_command``'s Terraform plan."""
+
+    address: str = Field(min_length=1, description="The resource address exactly as the plan names it "
+                                                   "(module.db.aws_db_instance.main); no wildcards.")
+    reason: str = Field(min_length=10, description="Why destroying it is acceptable (shown in the evidence).")
+    approved_by: str = Field(min_length=1)
+
+
 class InfrastructureInputs(_Model):
     files: list[SpecDirPath] = Field(default_factory=list, description="IaC files to read, relative to the spec "
                                                                        "folder; the local target adds its manifest.")
-    plan_command: Command | None = None
-    apply_command: Command | None = None
+    plan_command: Command | None = Field(
+        None, description="Runs before apply; when it prints JSON, that is Terraform plan JSON (terraform show "
+                          "-json tfplan) and any delete or replace in it blocks the release unless waived.")
+    apply_command: Command | None = Field(None, description="Runs only after an accepted plan.")
+    destructive_waivers: list[DestructiveWaiver] = Field(
+        default_factory=list,
+        description="One per resource address the plan may delete or replace; a waiver the plan does not use is "
+                    "reported as stale.")
 
     _check_commands = field_validator("plan_command", "apply_command")(
         lambda cls, v: v if v is None else check_command(v)
     )
 
+    @model_validator(mode="after")
+    def _waivers_need_a_plan(self) -> InfrastructureInputs:
+        seen: set[str] = set()
+        for index, waiver in enumerate(self.destructive_waivers):
+            if waiver.address in seen:
+                raise ValueError(f"@destructive_waivers.{index}.address: a second waiver for {waiver.address}; keep "
+                                 "one per address")
+            seen.add(waiver.address)
+        if self.destructive_waivers and self.plan_command is None:
+            raise ValueError("@destructive_waivers: a waiver applies to the Terraform plan plan_command prints; set "
+                             "plan_command (e.g. a script running terraform show -json tfplan) or remove the waivers")
+        return self
 
-Control = Literal["no_plaintext_secrets", "config_permissions", "security_headers", "tls_certificate"]
-DEFAULT_CONTROLS: tuple[Control, ...] = ("no_plaintext_secrets", "config_permissions", "security_headers")
+    def waiver_for(self, address: str) -> DestructiveWaiver | None:
+        return next((w for w in self.destructive_waivers if w.address == address), None)
 
 
 class SecurityInputs(_Model):
+    """The security baseline. Leaving out a default control or header, or a compliance minimum under 100 %,
+    needs a waiver in ``quality_gates.waivers`` (gate ``required_controls``, ``required_headers`` or
+    ``min_compliance_pct``); adding controls (``tls_certificate``) or headers never does."""
+
     config_files: list[SpecDirPath] = Field(min_length=1, description="Configuration files to audit, relative to "
                                                                       "the spec folder.")
     required_controls: list[Control] = Field(default_factory=lambda: list(DEFAULT_CONTROLS), min_length=1)
-    required_headers: list[str] = Field(default_factory=lambda: ["X-Content-Type-Options", "X-Frame-Options"])
+    required_headers: list[str] = Field(default_factory=lambda: list(DEFAULT_HEADERS),
+                                        description="Response headers the staged slot must send (any letter case).")
     tls_min_days: int = Field(14, ge=0)
-    min_compliance_pct: float = Field(100.0, ge=0, le=100)
+    min_compliance_pct: float = Field(DEFAULT_MIN_COMPLIANCE_PCT, ge=0, le=100,
+                                      description="Share of the required controls that must pass.")
+
+    def relaxations(self) -> list[Relaxation]:
+        """Default controls or headers left out, and a compliance minimum under 100 %."""
+        return security_relaxations(self.required_controls, self.required_headers, self.min_compliance_pct)
+
+
+def _threshold_optional_in_schema(schema: dict[str, Any]) -> None:
+    # The spec's loader fills the threshold of a rule that protects an SLA (ReleaseSpec._thresholds_from_sla).
+    schema["required"] = [name for name in schema.get("required", []) if name != "threshold"]
 
 
 class AlertRule(_Model):
+    """One alert: it fires while ``metric op threshold`` holds.
+
+    A rule that ``protects`` an SLA may not be looser than it: ``error_rate`` compares a 0-1 ratio
+    with ``quality_gates.max_error_rate_pct / 100``, ``p95_latency`` a value in seconds with
+    ``quality_gates.p95_latency_ms / 1000``; it must fire above the threshold (``>`` or ``>=``) and its
+    threshold defaults to the SLA itself. A looser one needs a waiver with gate ``alert_rules``.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_threshold_optional_in_schema)
+
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     metric: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
     op: Literal[">", ">=", "<", "<="]
-    threshold: float
+    threshold: float = Field(description="Required, except for a rule that protects an SLA: it defaults to the "
+                                         "SLA (max_error_rate_pct / 100, p95_latency_ms / 1000).")
+    protects: Protects | None = Field(None, description="The SLA this rule guards: error_rate (the metric is a "
+                                                        "0-1 ratio) or p95_latency (the metric is in seconds).")
 
 
 class MonitoringInputs(_Model):
@@ -379,8 +473,9 @@ class TestSuite(_Model):
 
 class QAInputs(_Model):
     suites: list[TestSuite] = Field(min_length=1)
-    coverage_report: WorkdirPath | None = Field(None, description="Cobertura/coverage.py XML, relative to "
-                                                                  "{workdir}.")
+    coverage_report: WorkdirPath | None = Field(
+        None, description="Cobertura/coverage.py XML, relative to {workdir}; it must name at least one class and "
+                          "carry a timestamp from this run.")
     benchmark_requests: int = Field(50, ge=1, le=100000)
 
 
@@ -460,6 +555,30 @@ class ReleaseSpec(_Model):
                 raise ValueError(f"@blue_green.pre_switch_checks: names {name!r}, which is not in health.checks "
                                  f"({', '.join(sorted(names))})")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _thresholds_from_sla(cls, data: Any) -> Any:
+        # A rule that protects an SLA and names no threshold gets the SLA's: one number, not two to keep equal.
+        return fill_alert_thresholds(data)
+
+    @model_validator(mode="after")
+    def _relaxations_need_waivers(self) -> ReleaseSpec:
+        # quality_gates checks its own values; these span sections (the waivers live in quality_gates).
+        gates = self.quality_gates
+        errors, _ = alert_problems(self.monitoring.alert_rules, gates.p95_latency_ms, gates.max_error_rate_pct)
+        for field, message in errors:
+            raise ValueError(f"@{field}: {message}")
+        for relaxation, waiver in waived_by(self.relaxations(), gates.waivers):
+            if waiver is None:
+                raise ValueError(f"@{relaxation.field}: {relaxation.message()}")
+        return self
+
+    def relaxations(self) -> list[Relaxation]:
+        """Every value looser than the standard (each one needs a waiver in ``quality_gates.waivers``)."""
+        gates = self.quality_gates
+        _, alerts = alert_problems(self.monitoring.alert_rules, gates.p95_latency_ms, gates.max_error_rate_pct)
+        return [*gates.relaxations(), *self.security.relaxations(), *alerts]
 
     @property
     def dag_id(self) -> str:

@@ -1,4 +1,4 @@
-"""JUnit XML parsing (shared by the smoke and QA duties) and writing."""
+"""JUnit XML parsing (shared by the smoke and QA duties) and writing, through junitparser and defusedxml."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from gendev_release.formats import FormatError
 from gendev_release.junit import CaseResult, parse_junit, parse_junit_text, write_junit
+
+FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 
 PYTEST_STYLE = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites name="pytest tests">
@@ -111,3 +114,57 @@ def test_write_then_parse_round_trip(tmp_path: Path) -> None:
     assert (summary.tests, summary.failures, summary.passed) == (2, 1, 1)
     assert summary.failed_cases[0].render() == "smoke.demo.GET /api/items (failure): answered 500, expected 200"
     assert summary.suites[0].name == "smoke"
+
+
+# ============================================================== files as the tools write them
+def test_pytest_junitxml_file() -> None:
+    summary = parse_junit(FIXTURES / "junit-pytest.xml")
+
+    assert (summary.tests, summary.passed, summary.failures, summary.errors, summary.skipped) == (6, 3, 1, 1, 1)
+    assert [(c.name, c.kind) for c in summary.failed_cases] == [("test_cancel_order", "failure"),
+                                                                 ("test_refund", "error")]
+    assert summary.failed_cases[0].message.startswith("AssertionError: assert 409 == 200")
+    assert summary.failed_cases[1].message == 'failed on setup with "ConnectionRefusedError: [Errno 111] ' \
+                                              'Connection refused"'
+    assert summary.suites[0].time == pytest.approx(2.914)
+
+
+def test_maven_surefire_file_with_a_bare_testsuite_root() -> None:
+    summary = parse_junit(FIXTURES / "junit-surefire.xml")
+
+    assert (summary.tests, summary.passed, summary.failures, summary.skipped) == (4, 2, 1, 1)
+    assert [s.name for s in summary.suites] == ["com.example.shop.OrderServiceTest"]
+    assert summary.failed_cases[0].render() == ("com.example.shop.OrderServiceTest.appliesDiscount (failure): "
+                                                "expected: <90.00> but was: <100.00>")
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    pytest.param("junit-billion-laughs.xml", "declares the XML entity 'lol'", id="billion_laughs"),
+    pytest.param("junit-external-entity.xml", "declares the XML entity 'leak' (SYSTEM 'file:///etc/passwd')",
+                 id="external_entity"),
+    pytest.param("checkstyle-result.xml", "not JUnit XML: root element is <checkstyle>", id="checkstyle_report"),
+])
+def test_files_that_are_not_safe_junit_are_refused(name: str, message: str) -> None:
+    with pytest.raises(FormatError) as raised:
+        parse_junit(FIXTURES / name)
+    assert str(raised.value).startswith(f"{FIXTURES / name}: ") and message in str(raised.value)
+
+
+def test_suite_with_own_cases_and_nested_suites_counts_each_case_once() -> None:
+    mixed = ('<testsuites><testsuite name="outer"><testcase name="a"/><testsuite name="inner">'
+             '<testcase name="b"><failure message="no"/></testcase></testsuite></testsuite></testsuites>')
+    summary = parse_junit_text(mixed)
+    assert [(s.name, s.tests, s.failures) for s in summary.suites] == [("outer", 1, 0), ("inner", 1, 1)]
+
+
+def test_written_file_is_what_junitparser_and_pytest_write(tmp_path: Path) -> None:
+    path = write_junit(tmp_path / "r.xml", "demo-integration", [
+        CaseResult("healthz_ok", "gendev_release.demo.qa", 0.01234, properties={"note": "healthz ok"}),
+        CaseResult("items_listed_with_ids", "gendev_release.demo.qa", 0.2, failure="GET /api/items: 500",
+                   detail="body: boom")])
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<?xml version='1.0' encoding='utf-8'?>\n<testsuites ")
+    assert '<property name="note" value="healthz ok" />' in text
+    assert '<failure message="GET /api/items: 500" type="AssertionError">body: boom</failure>' in text
+    summary = parse_junit(path)
+    assert (summary.tests, summary.failures, summary.suites[0].time) == (2, 1, pytest.approx(0.212))

@@ -345,6 +345,135 @@ def test_stronger_gates_accepted() -> None:
     assert spec.quality_gates.weaker_than_seed() == []
 
 
+# ------------------------------------------------------------- every relaxation needs a waiver
+def _rule(index: int, **changes: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda d: d["monitoring"]["alert_rules"][index].update(changes)
+
+
+#: (what a realistic spec loosens, the field named, the waiver gate that allows it, the message's problem)
+RELAXATIONS = [
+    (lambda d: d["security"].update(min_compliance_pct=90), "security.min_compliance_pct", "min_compliance_pct",
+     "security.min_compliance_pct=90 is below the package default 100; use 100 or more"),
+    (lambda d: d["security"].update(required_controls=["no_plaintext_secrets", "security_headers"]),
+     "security.required_controls", "required_controls",
+     "security.required_controls leaves out the default control(s) config_permissions; add them back"),
+    (lambda d: d["security"].update(required_headers=["X-Content-Type-Options"]), "security.required_headers",
+     "required_headers", "security.required_headers leaves out the default header(s) X-Frame-Options; add them back"),
+    (lambda d: d["quality_gates"].update(regression_tolerance_pct=150), "quality_gates.regression_tolerance_pct",
+     "regression_tolerance_pct",
+     "quality_gates.regression_tolerance_pct=150 is above the package default 50; use 50 or less"),
+    (lambda d: d["quality_gates"].update(regression_min_ms=100), "quality_gates.regression_min_ms",
+     "regression_min_ms", "quality_gates.regression_min_ms=100 is above the package default 25; use 25 or less"),
+    (lambda d: d["quality_gates"].update(p95_latency_ms=800), "quality_gates.p95_latency_ms", "p95_latency_ms",
+     "quality_gates.p95_latency_ms=800 is above the package default 500; use 500 or less"),
+    (lambda d: d["quality_gates"].update(max_error_rate_pct=5), "quality_gates.max_error_rate_pct",
+     "max_error_rate_pct", "quality_gates.max_error_rate_pct=5 is above the package default 1; use 1 or less"),
+    (_rule(0, threshold=0.05), "monitoring.alert_rules.0.threshold", "alert_rules",
+     "rule error-rate fires at demo_http_error_ratio > 0.05, looser than the SLA it protects "
+     "(quality_gates.max_error_rate_pct=1 is 0.01 as a 0-1 ratio); lower the threshold to 0.01 or less (or leave "
+     "it out: a rule that protects an SLA defaults to it)"),
+    (_rule(1, threshold=0.3), "monitoring.alert_rules.1.threshold", "alert_rules",
+     "rule latency-p95 fires at demo_http_request_p95_seconds > 0.3, looser than the SLA it protects "
+     "(quality_gates.p95_latency_ms=250 is 0.25 in seconds); lower the threshold to 0.25 or less (or leave it "
+     "out: a rule that protects an SLA defaults to it)"),
+]
+RELAXATION_IDS = ["min_compliance", "controls", "headers", "regression_tolerance", "regression_min_ms", "p95_sla",
+                  "error_sla", "error_alert", "latency_alert"]
+
+
+@pytest.mark.parametrize(("relax", "field", "gate", "problem"), RELAXATIONS, ids=RELAXATION_IDS)
+def test_relaxation_refused_without_waiver(relax: Callable[[dict[str, Any]], None], field: str, gate: str,
+                                           problem: str) -> None:
+    got, message = only_problem(mutated(relax))
+    assert got == field
+    assert message == f"{problem}, or add a waiver to quality_gates.waivers with gate: {gate}, a reason and approved_by"
+
+
+@pytest.mark.parametrize(("relax", "field", "gate", "problem"), RELAXATIONS, ids=RELAXATION_IDS)
+def test_relaxation_accepted_with_waiver(relax: Callable[[dict[str, Any]], None], field: str, gate: str,
+                                         problem: str) -> None:
+    def relax_and_waive(d: dict[str, Any]) -> None:
+        relax(d)
+        d["quality_gates"]["waivers"] = [{"gate": gate, "reason": "accepted for this service, tracked in REL-7",
+                                          "approved_by": "release-manager"}]
+
+    spec = parse_spec(mutated(relax_and_waive))
+    assert [(r.gate, r.field) for r in spec.relaxations()] == [(gate, field)]
+
+
+def test_waiver_for_another_relaxation_does_not_cover() -> None:
+    def relax(d: dict[str, Any]) -> None:
+        d["security"]["min_compliance_pct"] = 90
+        d["quality_gates"]["waivers"] = [{"gate": "required_controls", "reason": "accepted, tracked in SEC-1",
+                                          "approved_by": "security-lead"}]
+
+    field, _ = only_problem(mutated(relax))
+    assert field == "security.min_compliance_pct"
+
+
+def test_tightening_never_needs_a_waiver() -> None:
+    def tighten(d: dict[str, Any]) -> None:
+        d["security"].update(required_controls=["tls_certificate", "config_permissions", "security_headers",
+                                                "no_plaintext_secrets"],
+                             required_headers=["x-frame-options", "X-CONTENT-TYPE-OPTIONS", "Referrer-Policy"])
+        d["quality_gates"].update(p95_latency_ms=100, max_error_rate_pct=0.5, regression_tolerance_pct=20,
+                                  regression_min_ms=5)
+        d["monitoring"]["alert_rules"].append({"name": "errors-early", "metric": "demo_http_error_ratio", "op": ">=",
+                                               "threshold": 0.001, "protects": "error_rate"})
+
+    spec = parse_spec(mutated(tighten))
+    assert spec.relaxations() == []
+    # the rules that protect an SLA and name no threshold follow the tightened SLA
+    assert [r.threshold for r in spec.monitoring.alert_rules] == [0.005, 0.1, 0.001]
+
+
+def test_alert_threshold_defaults_to_the_sla_it_protects() -> None:
+    data = demo_data()
+    spec = parse_spec(data)
+    assert [(r.protects, r.threshold) for r in spec.monitoring.alert_rules] == [("error_rate", 0.01),
+                                                                                ("p95_latency", 0.25)]
+    assert "threshold" not in data["monitoring"]["alert_rules"][0]  # the caller's data is left alone
+    assert parse_spec(json.loads(spec.model_dump_json())) == spec  # and round-trips through JSON
+
+
+def test_alert_threshold_equal_to_the_sla_is_not_looser() -> None:
+    spec = parse_spec(mutated(lambda d: d["quality_gates"].update(p95_latency_ms=300) or
+                              d["monitoring"]["alert_rules"][1].update(threshold=0.3)))
+    assert spec.relaxations() == []
+
+
+def test_rule_protecting_an_upper_bound_must_fire_above_it() -> None:
+    field, message = only_problem(mutated(_rule(1, op="<")))
+    assert field == "monitoring.alert_rules.1.op"
+    assert message == ("rule latency-p95 protects p95_latency, an upper bound, so it must fire above its threshold; "
+                       "use op > or >= (not <)")
+
+
+def test_rule_that_protects_nothing_needs_a_threshold() -> None:
+    field, message = only_problem(mutated(lambda d: d["monitoring"]["alert_rules"][1].pop("protects")))
+    assert (field, message) == ("monitoring.alert_rules.1.threshold", "required field is missing")
+
+
+def test_unknown_protects_is_refused() -> None:
+    problems = dict(problems_of(mutated(_rule(0, protects="throughput"))))
+    assert problems["monitoring.alert_rules.0.protects"] == "Input should be 'error_rate' or 'p95_latency'"
+    # nothing to take a default threshold from: the rule's missing threshold is named too
+    assert set(problems) == {"monitoring.alert_rules.0.protects", "monitoring.alert_rules.0.threshold"}
+
+
+def test_one_waiver_per_gate() -> None:
+    waiver = {"gate": "test_pass_pct", "reason": "legacy suite, tracked in REL-42", "approved_by": "qa-lead"}
+    field, message = only_problem(mutated(lambda d: d["quality_gates"].update(test_pass_pct=80,
+                                                                              waivers=[waiver, waiver])))
+    assert (field, message) == ("quality_gates.waivers.1.gate", "a second waiver for test_pass_pct; keep one per gate")
+
+
+def test_schema_lets_a_protecting_rule_leave_out_its_threshold() -> None:
+    rule = json_schema()["$defs"]["AlertRule"]
+    assert rule["required"] == ["name", "metric", "op"]
+    assert rule["properties"]["protects"]["anyOf"][0]["enum"] == ["error_rate", "p95_latency"]
+
+
 def test_default_gates_are_the_seed_minimums() -> None:
     gates = parse_spec(mutated(lambda d: d.pop("quality_gates"))).quality_gates
     assert (gates.build_success_pct, gates.test_pass_pct, gates.max_critical_vulns, gates.health_pass_pct) == (
@@ -511,8 +640,16 @@ def test_backup_needs_command_and_output_or_waiver() -> None:
     field, message = only_problem(mutated(lambda d: d["risk"]["backup"].pop("output")))
     assert field == "risk.backup"
     assert message == "give command and output for the backup, or a waiver with a reason"
-    spec = parse_spec(mutated(lambda d: d["risk"].update(backup={"waiver": "stateless service, nothing to back"})))
-    assert spec.risk.backup.command is None
+    spec = parse_spec(mutated(lambda d: d["risk"].update(backup={"waiver": "stateless service, nothing to back",
+                                                                 "approved_by": "release-manager"})))
+    assert spec.risk.backup.command is None and spec.risk.backup.approved_by == "release-manager"
+
+
+def test_backup_waiver_needs_approved_by() -> None:
+    field, message = only_problem(mutated(lambda d: d["risk"].update(
+        backup={"waiver": "stateless service, nothing to back"})))
+    assert field == "risk.backup.approved_by"
+    assert message == "a backup waiver needs approved_by: name who accepted releasing without a backup"
 
 
 # ------------------------------------------------------------------------ executable allowlist

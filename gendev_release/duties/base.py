@@ -56,7 +56,8 @@ def run_duty(ctx: DutyContext, step_id: str) -> AgentReport:
     """Run the builtin duty of ``step_id`` and return its report (never raises for a duty's own failure).
 
     A duty that crashes still produces a report: the crash is a blocker, so the gate fails and
-    the evidence gathered so far is kept.
+    the evidence gathered so far is kept. The report item is decided by writing the report (and the
+    deliverables) to the run's evidence store and reading it back (:meth:`ReportBuilder.finish`).
     """
     load_duties()
     phase, step = step_by_id(step_id)
@@ -70,4 +71,4 @@ def run_duty(ctx: DutyContext, step_id: str) -> AgentReport:
         except Exception as exc:  # the report must survive a crashing duty
             builder.block(f"duty {step_id} crashed: {type(exc).__name__}: {exc}")
             builder.findings.append(traceback.format_exc(limit=5))
-    return builder.finish()
+    return builder.finish(store=ctx.store)

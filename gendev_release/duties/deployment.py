@@ -1,10 +1,14 @@
 """Phase 5 duties: execute the blue-green strategy and put monitoring and alerts in place.
 
 ``execute_strategy`` is the only step of a release that moves traffic. It gates the staged slot
-on consecutive health successes, switches while counting the requests that fail through the
-router (zero-downtime evidence), then judges every health check once through the router. A gate
-that fails leaves traffic where it was; a check that fails after the switch fails the step with
-``facts["traffic_moved"] = True`` so the rollback path takes over.
+on consecutive health successes, switches while sending requests to every critical endpoint
+through the router and counting, per endpoint, those that fail (zero-downtime evidence:
+``facts["failed_switch_requests_by_path"]``, :mod:`gendev_release.duties.switch_watch`), then
+judges every health check once through the router. Last it rehearses the rollback without moving
+traffic (:func:`rehearse_rollback`): the previous slot must answer its health checks on its own URL
+and the target must confirm a rollback is only a traffic move (``facts["rollback_rehearsal"]``).
+A gate that fails leaves traffic where it was; a check that fails after the switch fails the step
+with ``facts["traffic_moved"] = True`` so the rollback path takes over.
 
 ``monitoring_alerts`` writes the spec's alert rules as a Prometheus-rule-like file, proves the
 metrics endpoint answers with fresh samples, that every rule's metric exists, that the
@@ -18,19 +22,23 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from gendev_release import notify
 from gendev_release.context import DutyContext, write_json_atomic
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import describe_slot, evaluate_rules, router_url, target_evidence
+from gendev_release.duties.environment import pending_changes
+from gendev_release.duties.switch_watch import (
+    PathTally,
+    SwitchObserver,
+    count_failed,
+    tally_by_path,
+)
 from gendev_release.facts import StagedRevision, handed_on
 from gendev_release.probes import CheckResult, HttpResult, http_get, run_checks
 from gendev_release.prometheus import request_counter, scrape_metrics
@@ -38,7 +46,7 @@ from gendev_release.report import Evidence, ReportBuilder, utcnow
 from gendev_release.spec import AlertRule, ReleaseSpec
 from gendev_release.targets.base import SlotInfo
 
-STRATEGY_STEPS: tuple[str, ...] = ("pre_switch_gate", "switch", "post_switch_checks")
+STRATEGY_STEPS: tuple[str, ...] = ("pre_switch_gate", "switch", "post_switch_checks", "rollback_rehearsal")
 PROVISIONING_TASK = "p4_environment.provisioning"
 
 
@@ -162,93 +170,6 @@ def wait_for_streak(probe: Callable[[], list[CheckResult]], *, required: int, in
         sleep(interval)
 
 
-@dataclass(frozen=True)
-class ObservedRequest:
-    """One request sent through the router while the switch happened."""
-
-    phase: str  # before | during | after
-    at_seconds: float
-    status: int | None
-    seconds: float
-    served_version: str | None
-    error: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.status is None or self.status >= 500
-
-
-def count_failed(requests: Sequence[ObservedRequest], phases: Sequence[str] = ("before", "during", "after")) -> int:
-    """Requests of ``phases`` that got no answer or a 5xx: each is downtime a client saw."""
-    return sum(1 for request in requests if request.failed and request.phase in phases)
-
-
-def served_version(body: str) -> str | None:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None
-    version = payload.get("version") if isinstance(payload, dict) else None
-    return str(version) if version is not None else None
-
-
-class SwitchObserver:
-    """Sends ``total`` GETs to the router around a switch: a third before, then during, the rest after.
-
-    Use: :meth:`start`, :meth:`wait_ready` (the "before" third was sent), switch, :meth:`switch_done`,
-    :meth:`join`. Requests run one at a time from a background thread, so the "during" ones overlap
-    the switch call itself.
-    """
-
-    def __init__(self, url: str, total: int, *, pace_seconds: float = 0.005, timeout: float = 2.0) -> None:
-        self.url = url
-        self.total = total
-        self.before = total // 3
-        self.after = total // 3
-        self.pace_seconds = pace_seconds
-        self.timeout = timeout
-        self.requests: list[ObservedRequest] = []
-        self._ready = threading.Event()
-        self._done = threading.Event()
-        self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="gendev-switch-observer", daemon=True)
-
-    def _send(self, client: httpx.Client, phase: str) -> None:
-        at = time.monotonic() - self._started
-        result = http_get(self.url, self.timeout, client)
-        self.requests.append(ObservedRequest(phase, round(at, 4), result.status, round(result.seconds, 4),
-                                             served_version(result.body), result.error))
-        time.sleep(self.pace_seconds)
-
-    def _run(self) -> None:
-        try:
-            with httpx.Client() as client:
-                while len(self.requests) < self.before:
-                    self._send(client, "before")
-                self._ready.set()
-                while len(self.requests) < self.total - self.after and not self._done.is_set():
-                    self._send(client, "during")
-                self._done.wait(timeout=600)
-                while len(self.requests) < self.total:
-                    self._send(client, "after")
-        finally:
-            self._ready.set()
-
-    def start(self) -> None:
-        self._started = time.monotonic()
-        self._thread.start()
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        self._ready.wait(timeout)
-
-    def switch_done(self) -> None:
-        self._done.set()
-
-    def join(self, timeout: float = 120.0) -> list[ObservedRequest]:
-        self._thread.join(timeout)
-        return list(self.requests)
-
-
 class StrategyLog:
     """The strategy step log: one JSON line per strategy step, rewritten by every attempt."""
 
@@ -317,8 +238,10 @@ def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
     router = router_url(ctx)
     if staged is not None and router is None:
         problem, staged = "the target has no router URL: clients could not reach any slot", None
+    # what served before this run's switch: the rollback target (a re-run finds it kept as previous)
+    before = status.previous if rerun else status.active
     report.facts.update({"traffic_moved": rerun, "rerun": rerun, "router_url": router,
-                         "strategy_log": str(log.path)})
+                         "strategy_log": str(log.path), "active_before": before.as_dict() if before else None})
     if staged is None or router is None:
         for step in STRATEGY_STEPS:
             log.record(step, "skipped", f"not run: {problem}")
@@ -334,6 +257,7 @@ def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
         log.record("switch", "skipped", "pre-switch gate failed: traffic was not moved",
                    active=describe_slot(status.active))
         log.record("post_switch_checks", "skipped", "no switch happened")
+        log.record("rollback_rehearsal", "skipped", "no switch happened: traffic stays where it was")
         after = ctx.target.status()
         report.evidence("check", target_evidence(ctx, after,
                                                  f"traffic not moved: active {describe_slot(after.active)}"))
@@ -346,6 +270,7 @@ def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
 
     problems = _switch(ctx, report, log, staged, router, rerun)
     problems += _post_switch_checks(ctx, report, log, router)
+    rehearsal = _rehearse_rollback(ctx, report, log, before)
     after = ctx.target.status()
     report.evidence("check", target_evidence(ctx, after))
     moved = _slot_matches(after.active, staged.slot, staged.version)
@@ -360,7 +285,7 @@ def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
     report.verdict("check", not problems, "; ".join(problems) if problems else
                    f"traffic on {staged.slot} {staged.version}; "
                    + (f"{failed_requests:g} failed requests during the switch; " if failed_requests is not None else "")
-                   + f"all {len(ctx.spec.health.checks)} health checks pass through {router}")
+                   + f"all {len(ctx.spec.health.checks)} health checks pass through {router}; {rehearsal}")
     _finish_read(report, log, detail=f"staged {describe_slot(staged)}")
 
 
@@ -399,33 +324,59 @@ def _pre_switch_gate(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, 
     return gate.passed
 
 
+def path_metric(path: str) -> str:
+    """The metric key of one endpoint's failed switch requests: ``failed_switch_requests{path="/api/items"}``."""
+    return 'failed_switch_requests{path="' + path.replace("\\", "\\\\").replace('"', '\\"') + '"}'
+
+
+def observation_problems(tally: dict[str, PathTally], total: int) -> list[str]:
+    """Zero-downtime per endpoint: every critical endpoint observed, none of its requests failed."""
+    if total == 0:
+        return []  # nothing was asked for; the finding says so and the report does not tick zero-downtime
+    unseen = [path for path, t in tally.items() if t.observed == 0]
+    failing = [f"{path} ({t.failed} of {t.observed})" for path, t in tally.items() if t.failed]
+    problems = [f"zero-downtime not met on {', '.join(failing)}"] if failing else []
+    if unseen:
+        problems.append(f"critical endpoint(s) {', '.join(unseen)} were not observed during the switch")
+    return problems
+
+
+def _record_observation(report: ReportBuilder, observation: dict[str, Any]) -> None:
+    by_path = observation["by_path"]
+    report.facts["switch_observation"] = observation
+    report.facts["failed_switch_requests_by_path"] = {path: t["failed"] for path, t in by_path.items()}
+    report.metrics["failed_switch_requests"] = float(observation["failed"])
+    report.metrics.update({path_metric(path): float(t["failed"]) for path, t in by_path.items()})
+
+
 def _switch(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, staged: SlotInfo, router: str,
             rerun: bool) -> list[str]:
-    """Switch (unless this run already did) while observing the router; return the problems."""
+    """Switch (unless this run already did) while observing every critical endpoint; return the problems."""
     problems: list[str] = []
     if rerun:
         earlier = ctx.earlier("execute_strategy")
         measured = earlier.metrics.get("failed_switch_requests") if earlier else None
+        observation = earlier.facts.get("switch_observation") if earlier else None
         log.record("switch", "skipped", f"{staged.slot} {staged.version} is already active, switched by this run "
                                         f"({ctx.run_id}); not switched again")
         report.findings.append(f"re-run: traffic was already on {staged.slot} {staged.version} (switched by this "
                                "run); the switch was not repeated"
                                + (f"; the first attempt counted {measured:g} failed requests" if measured is not None
                                   else "; zero-downtime was not re-measured"))
-        if measured is not None:
+        if isinstance(observation, dict) and isinstance(observation.get("by_path"), dict):
+            _record_observation(report, {**observation, "measured_by": "an earlier attempt of this run"})
+        elif measured is not None:
             report.metrics["failed_switch_requests"] = measured
-            if measured > 0:
-                problems.append(f"the first attempt counted {measured:g} failed requests during the switch")
+        if measured is not None and measured > 0:
+            problems.append(f"the first attempt counted {measured:g} failed requests during the switch")
         return problems
 
-    wanted = ctx.spec.blue_green.pre_switch_checks
-    first = next((c for c in ctx.spec.health.checks if wanted is None or c.name in wanted), ctx.spec.health.checks[0])
-    observe_url = router + first.path
+    paths = list(dict.fromkeys(endpoint.path for endpoint in ctx.spec.critical_endpoints))
     total = ctx.spec.blue_green.observe_switch_requests
     # On a first release nothing served before the switch: only requests after it can show downtime.
     first_release = ctx.target.status().active is None
     counted = ("after",) if first_release else ("before", "during", "after")
-    observer = SwitchObserver(observe_url, total)
+    observer = SwitchObserver(router, paths, total)
     observer.start()
     observer.wait_ready()
     started = time.monotonic()
@@ -439,36 +390,109 @@ def _switch(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, staged: S
     seconds = time.monotonic() - started
     observed = observer.join()
     failed = count_failed(observed, counted)
+    tally = tally_by_path(observed, paths, counted)
     if first_release:
         report.findings.append(f"first release: nothing served before the switch, so only the "
                                f"{sum(1 for r in observed if r.phase == 'after')} requests after it count as "
                                "zero-downtime evidence")
-    report.metrics.update({"failed_switch_requests": float(failed), "switch_requests_observed": float(len(observed)),
-                           "switch_seconds": round(seconds, 4)})
+    by_path = {path: asdict(t) for path, t in tally.items()}
+    _record_observation(report, {"router": router, "paths": paths, "counted_phases": list(counted),
+                                 "requests": len(observed), "failed": failed, "by_path": by_path,
+                                 "first_release": first_release, "measured_by": "this attempt"})
+    report.metrics.update({"switch_requests_observed": float(len(observed)), "switch_seconds": round(seconds, 4)})
     versions = sorted({r.served_version for r in observed if r.served_version})
     report.evidence("check", Evidence(
-        kind="http", source=observe_url,
-        summary=f"{len(observed)} requests around the switch, {failed} failed (no answer or 5xx); "
-                f"versions served: {', '.join(versions) or 'unknown'}",
+        kind="http", source=f"{router} ({', '.join(paths)})",
+        summary=f"{len(observed)} requests around the switch to {len(paths)} critical endpoint(s), {failed} failed "
+                f"(no answer or 5xx): " + ", ".join(f"{p} {t.failed}/{t.observed}" for p, t in tally.items())
+                + f"; versions served: {', '.join(versions) or 'unknown'}",
         data={"requests": [asdict(r) for r in observed], "failed": failed, "counted_phases": list(counted),
-              "switch_seconds": round(seconds, 4)}))
+              "by_path": by_path, "switch_seconds": round(seconds, 4)}))
     if error:
         problems.append(f"switch to {staged.slot} failed: {error}")
     if total == 0:
         report.findings.append("blue_green.observe_switch_requests is 0: zero-downtime was not observed")
-    if failed:
-        where = ", ".join(f"{r.phase}@{r.at_seconds:.3f}s={r.status if r.status is not None else r.error}"
+    per_path = observation_problems(tally, total)
+    if per_path:
+        where = ", ".join(f"{r.phase}@{r.at_seconds:.3f}s {r.path}={r.status if r.status is not None else r.error}"
                           for r in observed if r.failed and r.phase in counted)
-        issue = (f"{failed} of {len(observed)} requests to {observe_url} failed during the switch "
-                 f"(no answer or status >= 500): zero-downtime not met [{where}]")
+        issue = (f"{failed} of {len(observed)} requests through {router} failed during the switch (no answer or "
+                 f"status >= 500): {'; '.join(per_path)}" + (f" [{where}]" if where else ""))
         problems.append(issue)
         report.findings.append(issue)
         report.block(issue)
-    log.record("switch", "failed" if error or failed else "passed",
+    log.record("switch", "failed" if error or per_path else "passed",
                error or f"switched to {staged.slot} in {seconds:.3f} s; {failed} of {len(observed)} observed "
                         "requests failed",
-               slot=staged.slot, version=staged.version, failed_requests=failed, observed_requests=len(observed))
+               slot=staged.slot, version=staged.version, failed_requests=failed, observed_requests=len(observed),
+               failed_by_path={path: t.failed for path, t in tally.items()})
     return problems
+
+
+def rehearse_rollback(ctx: DutyContext, before: SlotInfo | None) -> dict[str, Any]:
+    """After the switch: would a rollback work right now? Nothing moves traffic here.
+
+    The previous slot must answer every health check directly on its own URL, and the target must
+    confirm that it still runs the version that served before the switch, apart from the active
+    slot, behind a router, with nothing to change but the traffic (its plan for that version is
+    empty or all no-op).
+
+    :param before: the slot that served before this run's switch (None on a first release).
+    :return: the rehearsal record (``rehearsed`` True only when every condition held), JSON-shaped.
+    """
+    status = ctx.target.status()
+    previous = status.previous
+    record: dict[str, Any] = {"expected": before.as_dict() if before else None,
+                              "previous": previous.as_dict() if previous else None, "health": [],
+                              "target": {}, "problems": [], "rehearsed": False, "at": utcnow().isoformat()}
+    if previous is None:
+        record["problems"].append("the target keeps no previous slot" + (
+            f" although {describe_slot(before)} served before the switch" if before else
+            ": nothing served before the switch (first release)"))
+        return record
+    checks = run_checks(previous.url, list(ctx.spec.health.checks))
+    record["health"] = [{"name": c.name, "passed": c.passed, "reason": c.reason, "url": c.result.url}
+                        for c in checks]
+    health_problems = [f"previous slot {previous.slot} {c.name}: {c.reason}" for c in checks if not c.passed]
+    try:
+        pending = [f"{c.address} ({'/'.join(c.actions)})" for c in pending_changes(ctx.target.plan(previous.version))]
+    except Exception as exc:  # the target could not plan: the rollback path is unconfirmed, not crashed
+        pending = [f"plan failed: {type(exc).__name__}: {exc}"]
+    target = {"running": previous.pid is not None,
+              "version_matches": before is None or (previous.slot, previous.version) == (before.slot, before.version),
+              "apart_from_active": status.active is None or status.active.slot != previous.slot,
+              "router": status.router_url, "plan_pending": pending}
+    target_problems = [problem for failed, problem in (
+        (not target["running"], f"the target reports previous slot {previous.slot} as not running"),
+        (not target["version_matches"], f"previous slot is {describe_slot(previous)}, but {describe_slot(before)} "
+                                        "served before the switch"),
+        (not target["apart_from_active"], f"previous slot {previous.slot} is the active slot"),
+        (not status.router_url, "the target has no router to move traffic back through"),
+        (bool(pending), f"rolling back to {previous.version} needs more than a traffic move: {', '.join(pending)}"),
+    ) if failed]
+    record.update(target=target, problems=health_problems + target_problems, health_ok=not health_problems,
+                  target_confirms=not target_problems, rehearsed=not health_problems and not target_problems)
+    return record
+
+
+def _rehearse_rollback(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, before: SlotInfo | None) -> str:
+    """Rehearse the rollback (no traffic moves), record the evidence and facts; return a clause for the check."""
+    rehearsal = rehearse_rollback(ctx, before)
+    report.facts["rollback_rehearsal"] = rehearsal
+    previous = rehearsal["previous"]
+    summary = ("rollback rehearsed: previous slot {slot} {version} answers its {n} health check(s) and the target "
+               "would move traffic back to it".format(n=len(rehearsal["health"]), **previous)
+               if rehearsal["rehearsed"] else "rollback not rehearsable: " + "; ".join(rehearsal["problems"]))
+    report.evidence("check", Evidence(kind="target", source=f"{ctx.target.kind} target rollback rehearsal",
+                                      summary=summary, data=rehearsal))
+    if previous is None:
+        log.record("rollback_rehearsal", "skipped", summary)
+    else:
+        log.record("rollback_rehearsal", "passed" if rehearsal["rehearsed"] else "failed", summary,
+                   slot=previous["slot"], version=previous["version"])
+    if not rehearsal["rehearsed"] and previous is not None:
+        report.findings.append(summary)  # the release stands; the checklist shows "Rollback tested" not done
+    return summary
 
 
 def _post_switch_checks(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, router: str) -> list[str]:

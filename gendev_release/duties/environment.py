@@ -2,14 +2,20 @@
 
 ``provisioning`` (iac-automation-engineer) reads the IaC files, writes the target's own plan as a
 Terraform-plan-shaped manifest, runs the spec's plan/apply commands, stages the new version on the
-idle slot (no traffic) and checks that a re-plan shows no drift. Deletes are flagged; deletes in
-the ``plan_command``'s Terraform plan block the release.
+idle slot (no traffic) and checks that a re-plan shows no drift. The ``plan_command``'s output, when
+JSON, must be Terraform plan JSON (:func:`gendev_release.formats.parse_terraform_plan`: format
+version and action vocabulary checked). Every delete or replace in it blocks the release, and
+nothing is applied, unless ``infrastructure.destructive_waivers`` names exactly its address; a
+waived change is shown as ``waived (reason, approved_by)``, never as passed, and a waiver the plan
+does not use is a finding. Deletes in the target's own plan are flagged only.
 
 ``hardening`` (security-architect) scans the config files for plaintext secrets (verify, always),
 then runs every required control and computes the compliance level (check). A secret found in a
 config file also removes what this run built from those files earlier (the backup of phase 1,
 the build artifacts of phase 3, inside the run's workdir): a copy of the secret must not outlive
-the refusal. The scanner itself is :mod:`gendev_release.secrets`.
+the refusal. The scanner itself is :mod:`gendev_release.secrets`. A result that leans on a waiver
+(a default control or header left out, a compliance minimum under 100 % with compliance under
+100 %) names it in ``facts["baseline_waivers"]``; ``facts["full_baseline"]`` is True only without one.
 """
 
 from __future__ import annotations
@@ -31,35 +37,22 @@ from gendev_release.commands import run_command
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import command_values, record_input_file, substitute_command
 from gendev_release.facts import StagedRevision, handed_on
+from gendev_release.formats import PlanFormatError, parse_terraform_plan
 from gendev_release.report import Evidence, ReportBuilder
 from gendev_release.secrets import RemovedOutput, SecretHit, remove_output, scan_secrets
+from gendev_release.spec_relaxations import waived_by
 from gendev_release.spec_rules import resolve_output
 from gendev_release.targets.base import ResourceChange
 
 if TYPE_CHECKING:
     from gendev_release.context import DutyContext
+    from gendev_release.spec import DestructiveWaiver
 
 
 # ----------------------------------------------------------------------------------- provisioning
-class PlanFormatError(ValueError):
-    """A plan is not shaped like Terraform's ``resource_changes``."""
-
-
-def parse_plan_changes(data: Any) -> list[ResourceChange]:
-    """Read ``resource_changes`` from Terraform plan JSON (``terraform show -json``) or our manifest."""
-    if not isinstance(data, dict) or not isinstance(data.get("resource_changes"), list):
-        raise PlanFormatError("no 'resource_changes' list")
-    changes = []
-    for index, entry in enumerate(data["resource_changes"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("address"), str):
-            raise PlanFormatError(f"resource_changes[{index}] has no 'address'")
-        change = entry.get("change")
-        actions = change.get("actions") if isinstance(change, dict) else None
-        if not isinstance(change, dict) or not isinstance(actions, list) or not actions \
-                or not all(isinstance(a, str) for a in actions):
-            raise PlanFormatError(f"resource_changes[{index}] ({entry['address']}) has no change.actions list")
-        changes.append(ResourceChange(entry["address"], tuple(actions), change.get("before"), change.get("after")))
-    return changes
+def parse_plan_changes(data: Any, source: str = "plan") -> list[ResourceChange]:
+    """``resource_changes`` of Terraform plan JSON or our manifest (:func:`formats.parse_terraform_plan`)."""
+    return list(parse_terraform_plan(data, source).changes)
 
 
 def summarize_changes(changes: list[ResourceChange]) -> dict[str, Any]:
@@ -71,6 +64,62 @@ def summarize_changes(changes: list[ResourceChange]) -> dict[str, Any]:
 def pending_changes(changes: list[ResourceChange]) -> list[ResourceChange]:
     """Changes that are not no-ops (a re-plan after apply must have none)."""
     return [c for c in changes if tuple(c.actions) not in (("no-op",), ("read",))]
+
+
+@dataclass(frozen=True)
+class DestructiveDecision:
+    """One delete or replace in the ``plan_command``'s plan, and the waiver that lets it through (if any)."""
+
+    address: str
+    actions: tuple[str, ...]
+    waiver: DestructiveWaiver | None = None
+
+    @property
+    def waived(self) -> bool:
+        return self.waiver is not None
+
+    @property
+    def status(self) -> str:
+        """``blocked``, or ``waived (reason, approved_by)``: a waived change is never shown as passed."""
+        return "blocked" if self.waiver is None else f"waived ({self.waiver.reason}, {self.waiver.approved_by})"
+
+    def describe(self) -> str:
+        return f"{self.address} ({'/'.join(self.actions)}): {self.status}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"address": self.address, "actions": list(self.actions), "status": self.status,
+                "reason": self.waiver.reason if self.waiver else None,
+                "approved_by": self.waiver.approved_by if self.waiver else None}
+
+
+def judge_destructive_changes(changes: list[ResourceChange], waivers: list[DestructiveWaiver]
+                              ) -> tuple[list[DestructiveDecision], list[str]]:
+    """Every delete or replace with the waiver naming exactly its address, and a finding per unused waiver.
+
+    :return: ``(decisions, stale waiver findings)``; a decision without a waiver blocks the release.
+    """
+    by_address = {waiver.address: waiver for waiver in waivers}
+    decisions = [DestructiveDecision(c.address, tuple(c.actions), by_address.get(c.address))
+                 for c in changes if c.destructive]
+    used = {decision.address for decision in decisions}
+    planned = {c.address: c for c in changes}
+    stale = []
+    for waiver in waivers:
+        if waiver.address in used:
+            continue
+        change = planned.get(waiver.address)
+        what = ("the plan does not touch it" if change is None or tuple(change.actions) == ("no-op",) else
+                f"the plan only does {'/'.join(change.actions)} to it")
+        stale.append(f"stale destructive waiver for {waiver.address} (approved by {waiver.approved_by}): {what}; "
+                     "remove it from infrastructure.destructive_waivers")
+    return decisions, stale
+
+
+def _blocker(decision: DestructiveDecision) -> str:
+    verb = "replaces" if len(decision.actions) > 1 else "deletes"
+    return (f"plan_command plan {verb} {decision.address} ({'/'.join(decision.actions)}) and no "
+            f"infrastructure.destructive_waivers entry names it: review and apply it outside the release, or add "
+            f"a waiver for exactly {decision.address}")
 
 
 @duty("provisioning")
@@ -93,8 +142,8 @@ def provisioning(ctx: DutyContext, report: ReportBuilder) -> None:
             "version": ctx.version, "run_id": ctx.run_id,
             "resource_changes": [c.as_dict() for c in planned]}, indent=2, default=str), encoding="utf-8")
         try:
-            reread = parse_plan_changes(json.loads(manifest.read_text(encoding="utf-8")))
-        except (ValueError, PlanFormatError) as exc:
+            reread = parse_plan_changes(json.loads(manifest.read_text(encoding="utf-8")), str(manifest))
+        except ValueError as exc:  # includes PlanFormatError and JSON errors
             problems.append(f"target manifest {manifest} does not read back: {exc}")
         else:
             report.evidence("read", Evidence.file(manifest, summary=f"target manifest: {len(reread)} planned change(s)",
@@ -107,9 +156,11 @@ def provisioning(ctx: DutyContext, report: ReportBuilder) -> None:
 
     # verify: the plan (the spec's plan command, else the target's own plan)
     command_plan: list[ResourceChange] | None = None
+    plan_accepted = True
     values = command_values(ctx)
     if infra.plan_command:
         command_plan, problem = _run_plan_command(ctx, report, list(infra.plan_command), values)
+        plan_accepted = problem is None
         report.verdict("verify", problem is None, problem or
                        ("plan command exited 0" + (f"; {len(command_plan)} resource change(s)"
                                                    if command_plan is not None else "")))
@@ -123,17 +174,51 @@ def provisioning(ctx: DutyContext, report: ReportBuilder) -> None:
     else:
         report.fail("verify", "no plan: infrastructure.plan_command is not set and the target plan failed")
 
-    for change in [*(planned or []), *(command_plan or [])]:
+    # The target's own plan replaces its slots by design: flagged, never gated. The plan_command's plan is gated.
+    for change in planned or []:
         if change.destructive:
             report.findings.append(f"destructive change planned: {change.address} ({'/'.join(change.actions)})")
-    for change in command_plan or []:
-        if change.destructive:
-            report.block(f"plan_command plan deletes {change.address} ({'/'.join(change.actions)}): "
-                         "review and apply it outside the release")
+    decisions = _gate_destructive(report, command_plan, list(infra.destructive_waivers), plan_accepted)
+    blocked = [d for d in decisions if not d.waived]
+    waived = [d for d in decisions if d.waived]
 
-    # check: apply, stage the new version (no traffic), no drift afterwards
-    report.verdict("check", *_apply_and_stage(ctx, report, values))
+    # check: apply (only an accepted plan with every destructive change waived), stage (no traffic), no drift
+    if not plan_accepted:
+        report.fail("check", "not applied: the plan_command's plan was not accepted (see verify)")
+    elif blocked:
+        report.fail("check", "not applied: destructive change(s) without a waiver: "
+                             + "; ".join(d.describe() for d in blocked))
+    else:
+        ok, detail = _apply_and_stage(ctx, report, values)
+        report.verdict("check", ok, detail + (f"; destructive change(s) {'; '.join(d.describe() for d in waived)}"
+                                              if waived else ""))
     report.facts["planned_changes"] = summarize_changes(planned or [])
+
+
+def _gate_destructive(report: ReportBuilder, command_plan: list[ResourceChange] | None,
+                      waivers: list[DestructiveWaiver], plan_accepted: bool) -> list[DestructiveDecision]:
+    """Judge the plan_command plan's deletes and replaces against the waivers; block the unwaived ones."""
+    if command_plan is None:
+        if waivers and plan_accepted:
+            for waiver in waivers:
+                report.findings.append(f"stale destructive waiver for {waiver.address} (approved by "
+                                       f"{waiver.approved_by}): plan_command printed no Terraform plan JSON")
+        return []
+    decisions, stale = judge_destructive_changes(command_plan, waivers)
+    report.findings.extend(stale)
+    if decisions or waivers:
+        report.evidence("check", Evidence(
+            kind="computed", source="plan_command destructive changes vs infrastructure.destructive_waivers",
+            summary=f"{len(decisions)} destructive change(s): {sum(d.waived for d in decisions)} waived, "
+                    f"{sum(not d.waived for d in decisions)} blocked; {len(stale)} stale waiver(s)",
+            data={"changes": [d.as_dict() for d in decisions], "stale_waivers": stale}))
+        report.facts["destructive_changes"] = [d.as_dict() for d in decisions]
+    for decision in decisions:
+        if decision.waived:
+            report.findings.append(f"destructive change {decision.describe()}")
+        else:
+            report.block(_blocker(decision))
+    return decisions
 
 
 def _run_plan_command(ctx: DutyContext, report: ReportBuilder, template: list[str],
@@ -149,12 +234,20 @@ def _run_plan_command(ctx: DutyContext, report: ReportBuilder, template: list[st
     if not text.startswith("{"):
         return None, None  # a check-style command (terraform validate, a linter): its exit code is the evidence
     try:
-        changes = parse_plan_changes(json.loads(text))
-    except ValueError as exc:  # includes PlanFormatError and JSON errors (e.g. output cut off)
-        return None, f"plan command printed JSON that is not a Terraform plan: {exc}"
+        data = json.loads(text)
+    except ValueError as exc:
+        return None, f"plan command printed JSON that does not parse (cut off?): {exc}"
+    try:
+        plan = parse_terraform_plan(data, "plan command output")
+    except PlanFormatError as exc:
+        return None, str(exc)
+    changes = list(plan.changes)
     summary = summarize_changes(changes)
     report.evidence("verify", Evidence(kind="computed", source="plan_command resource_changes",
-                                       summary=f"{summary['total']} change(s): {summary['by_action']}", data=summary))
+                                       summary=f"Terraform plan format {plan.format_version}: {summary['total']} "
+                                               f"change(s): {summary['by_action']}",
+                                       data={**summary, "format_version": plan.format_version,
+                                             "terraform_version": plan.terraform_version}))
     report.facts["command_plan"] = summary
     return changes, None
 
@@ -433,8 +526,29 @@ def hardening(ctx: DutyContext, report: ReportBuilder) -> None:
     failing = [f"{name}: {results[name].detail}" for name in required if name not in passed]
     for text in failing:
         report.findings.append(f"control failed: {text}")
+    leaned_on = baseline_waivers(ctx, compliance)
+    report.facts.update(baseline_waivers=leaned_on, full_baseline=compliance == 100.0 and not leaned_on)
+    for row in leaned_on:
+        report.findings.append(f"security baseline relaxed: {row['problem']}; waived by {row['approved_by']}: "
+                               f"{row['reason']}")
     ok = compliance >= security.min_compliance_pct
     report.verdict("check", ok, (f"compliance {compliance:g} % >= {security.min_compliance_pct:g} %" if ok else
                                  f"compliance {compliance:g} % < security.min_compliance_pct="
                                  f"{security.min_compliance_pct:g} %") + (f"; failed: {'; '.join(failing)}"
-                                                                          if failing else ""))
+                                                                          if failing else "")
+                   + (f"; leans on waiver(s): {', '.join(r['gate'] for r in leaned_on)}" if ok and leaned_on else ""))
+
+
+def baseline_waivers(ctx: DutyContext, compliance: float) -> list[dict[str, Any]]:
+    """The waivers this hardening result leans on: default controls or headers left out, and a
+    compliance minimum under 100 % when the measured compliance is under 100 % too.
+
+    :return: one row per waiver: gate, field, problem, reason, approved_by.
+    """
+    rows = []
+    for relaxation, waiver in waived_by(ctx.spec.security.relaxations(), ctx.spec.quality_gates.waivers):
+        if waiver is None or (relaxation.gate == "min_compliance_pct" and compliance >= 100.0):
+            continue
+        rows.append({"gate": relaxation.gate, "field": relaxation.field, "problem": relaxation.problem,
+                     "reason": waiver.reason, "approved_by": waiver.approved_by})
+    return rows

@@ -1,7 +1,8 @@
 """Phase 1, pre-deployment preparation: deployment readiness and risk assessment.
 
-``readiness`` (deployment-ops-manager) reads the runbook and rollback procedure, checks the spec's
-quality gates against the seed's minimums and looks at the target: its active version and health,
+``readiness`` (deployment-ops-manager) reads the runbook and rollback procedure, checks that every
+value of the spec looser than the standard (the seed's gates, the package defaults, the security
+and alert baselines) carries a waiver, and looks at the target: its active version and health,
 free disk and a free loopback port. It also scrapes the active version's metrics as the anomaly
 baseline later steps compare against (``facts["baseline_metrics"]``).
 
@@ -29,7 +30,8 @@ from gendev_release.duties.base import duty
 from gendev_release.duties.common import command_values, record_input_file, substitute_command
 from gendev_release.report import Evidence, ReportBuilder
 from gendev_release.secrets import remove_output, scan_output
-from gendev_release.spec import SEED_MINIMUMS, QualityGates, Waiver
+from gendev_release.spec import QualityGates
+from gendev_release.spec_relaxations import NUMERIC_BOUNDS, Relaxation, waived_by
 from gendev_release.spec_rules import resolve_output
 
 if TYPE_CHECKING:
@@ -37,26 +39,31 @@ if TYPE_CHECKING:
 
 
 # ------------------------------------------------------------------------------------ readiness
-def review_quality_gates(gates: QualityGates) -> tuple[dict[str, Any], list[str]]:
-    """Compare the spec's gates with the seed's minimums.
+def review_relaxations(gates: QualityGates, relaxations: list[Relaxation]) -> tuple[dict[str, Any], list[str]]:
+    """Every value of the spec looser than the standard, with the waiver that covers it.
 
-    :return: ``(table, problems)``; the table names each seed gate's value, the minimum and the
-        waiver that covers it; problems name every weaker gate without a waiver.
+    The standard: the seed's quality gates, the package defaults for the SLA and the regression
+    tolerance, the security baseline and alert rules no looser than the SLA they protect
+    (:mod:`gendev_release.spec_relaxations`). The spec refuses an unwaived relaxation at load time;
+    this review repeats the judgement on the spec the run actually holds.
+
+    :param gates: the spec's quality gates (their ``waivers``).
+    :param relaxations: :meth:`ReleaseSpec.relaxations` of the same spec.
+    :return: ``(table, problems)``: the table lists each relaxation with its waiver (or None), the
+        waivers that cover nothing and the standard's numeric bounds; problems name every relaxation
+        without a waiver.
     """
-    weaker = set(gates.weaker_than_seed())
-    waivers: dict[str, Waiver] = {w.gate: w for w in gates.waivers}
-    table: dict[str, Any] = {}
-    problems: list[str] = []
-    for gate, minimum in SEED_MINIMUMS.items():
-        value = getattr(gates, gate)
-        waiver = waivers.get(gate)
-        table[gate] = {"value": value, "seed": minimum, "weaker": gate in weaker,
-                       "waiver": ({"reason": waiver.reason, "approved_by": waiver.approved_by}
-                                  if waiver else None)}
-        if gate in weaker and waiver is None:
-            bound = "at most" if gate.startswith("max_") else "at least"
-            problems.append(f"quality_gates.{gate}={value:g} is weaker than the seed's minimum "
-                            f"({bound} {minimum:g}) and has no waiver")
+    rows = []
+    problems = []
+    for relaxation, waiver in waived_by(relaxations, gates.waivers):
+        rows.append({**relaxation.as_dict(), "waiver": ({"reason": waiver.reason, "approved_by": waiver.approved_by}
+                                                        if waiver is not None else None)})
+        if waiver is None:
+            problems.append(f"{relaxation.field}: {relaxation.problem}, and no waiver covers it")
+    relaxed = {r.gate for r in relaxations}
+    table = {"relaxations": rows, "unused_waivers": [w.gate for w in gates.waivers if w.gate not in relaxed],
+             "standard": {b.gate: {"field": b.field, "limit": b.limit, "upper": b.upper, "origin": b.origin}
+                          for b in NUMERIC_BOUNDS}}
     return table, problems
 
 
@@ -87,15 +94,23 @@ def readiness(ctx: DutyContext, report: ReportBuilder) -> None:
     ) if problem]
     report.verdict("read", not problems, "; ".join(problems) or "runbook and rollback procedure read, digests recorded")
 
-    # verify: the spec's gates against the seed's minimums
-    table, problems = review_quality_gates(spec.quality_gates)
-    report.evidence("verify", Evidence(kind="computed", source="quality_gates vs seed minimums",
-                                       summary=f"{len(table)} seed gates compared", data={"gates": table}))
-    for gate, row in table.items():
-        if row["waiver"] and row["weaker"]:
-            report.findings.append(f"quality gate {gate}={row['value']:g} waived by {row['waiver']['approved_by']}: "
-                                   f"{row['waiver']['reason']}")
-    report.verdict("verify", not problems, "; ".join(problems) or "every seed quality gate is met or waived")
+    # verify: the spec's gates and baselines against the standard; every relaxation waived
+    table, problems = review_relaxations(spec.quality_gates, spec.relaxations())
+    rows = table["relaxations"]
+    report.evidence("verify", Evidence(kind="computed", source="spec vs the seed's gates and the package defaults",
+                                       summary=f"{len(table['standard'])} gates and the security and alert "
+                                               f"baselines compared: {len(rows)} relaxation(s)", data=table))
+    for row in rows:
+        if row["waiver"]:
+            report.findings.append(f"{row['field']} relaxed ({row['problem']}): waived by "
+                                   f"{row['waiver']['approved_by']}: {row['waiver']['reason']}")
+    for gate in table["unused_waivers"]:
+        report.findings.append(f"the waiver for {gate} covers nothing: the spec meets the standard there")
+    report.facts["waivers"] = [{"gate": r["gate"], "field": r["field"], "problem": r["problem"], **r["waiver"]}
+                               for r in rows if r["waiver"]]
+    report.verdict("verify", not problems, "; ".join(problems) or
+                   (f"every gate meets the standard or is waived ({len(rows)} waived: "
+                    f"{', '.join(r['gate'] for r in rows)})" if rows else "every gate meets the standard"))
 
     # check: target state, health of the active version, resources
     problems = []

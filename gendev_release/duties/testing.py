@@ -4,15 +4,16 @@
 through the router and writes the results as JUnit XML; every verdict is taken from the files
 read back, never from memory. ``qa`` runs the spec's integration/UAT commands, parses the JUnit
 each one writes, and gates on the pass rate (strictly above ``test_pass_pct``, the seed's
-">90 %"), coverage (Cobertura/coverage.py XML) and a benchmark against the SLA.
+">90 %"), coverage (Cobertura/coverage.py XML written during this run, parsed by
+:mod:`gendev_release.formats`) and a benchmark against the SLA.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from gendev_release.commands import run_command, substitute
 from gendev_release.context import DutyContext, write_json_atomic
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import router_url
+from gendev_release.formats import parse_coverage_xml, stale_coverage_problem
 from gendev_release.junit import CaseResult, JUnitSummary, parse_junit, write_junit
 from gendev_release.paths import resolve_inside
 from gendev_release.probes import load_test, run_check
-from gendev_release.report import Evidence, ReportBuilder
+from gendev_release.report import Evidence, ReportBuilder, utcnow
+from gendev_release.run_record import RecordError, RunRecordStore
 from gendev_release.spec import Endpoint, ReleaseSpec
 
 QA_COMMAND_TIMEOUT = 900.0
@@ -151,24 +154,13 @@ def _junit_line(summary: JUnitSummary) -> str:
 
 
 # ========================================================================================= QA
-def parse_coverage_xml(path: Path) -> float:
-    """Line coverage in percent from Cobertura or coverage.py XML (``<coverage line-rate="0.93">``)."""
+def run_started_at(ctx: DutyContext) -> datetime | None:
+    """When this run started, from its run record; None when the run has no (readable) record."""
     try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as exc:
-        raise ValueError(f"{path}: malformed coverage XML: {exc}") from exc
-    if root.tag != "coverage":
-        raise ValueError(f"{path}: not Cobertura/coverage.py XML: root element is <{root.tag}>, expected <coverage>")
-    raw = root.get("line-rate")
-    if raw is None:
-        raise ValueError(f"{path}: <coverage> has no line-rate attribute")
-    try:
-        rate = float(raw)
-    except ValueError:
-        raise ValueError(f"{path}: line-rate {raw!r} is not a number") from None
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"{path}: line-rate {raw} is outside 0..1")
-    return 100.0 * rate
+        record = RunRecordStore(ctx.paths.home).load(ctx.paths.dag_id, ctx.run_id)
+    except RecordError:
+        return None
+    return record.started_at if record is not None else None
 
 
 def pass_rate_problem(passed: int, tests: int, minimum_pct: float) -> str | None:
@@ -305,12 +297,24 @@ def _check_coverage(ctx: DutyContext, report: ReportBuilder, problems: list[str]
         problems.append(f"coverage report {path} does not exist")
         return ""
     try:
-        pct = parse_coverage_xml(path)
+        coverage = parse_coverage_xml(path)
     except ValueError as exc:
         problems.append(str(exc))
         return ""
-    report.evidence("check", Evidence.file(path, summary=f"line coverage {pct:.1f} %", coverage_pct=round(pct, 3)))
+    # Without a run record (a duty run on its own) the QA step's own start is the bound: stricter, never looser.
+    started = run_started_at(ctx)
+    not_before, basis = (started, "run start") if started is not None else (report.started_at, "QA step start")
+    report.evidence("check", Evidence.file(path, summary=coverage.line(), **coverage.as_dict(),
+                                           not_before=not_before.isoformat(), not_before_basis=basis))
+    stale = stale_coverage_problem(coverage, not_before, utcnow())
+    if stale:
+        problems.append(stale)
+        return ""
+    pct = coverage.line_pct
     report.metrics["coverage_pct"] = round(pct, 3)
+    if coverage.branch_pct is not None:
+        report.metrics["branch_coverage_pct"] = round(coverage.branch_pct, 3)
+    report.facts["coverage"] = coverage.as_dict()
     if minimum is None:
         report.findings.append(f"coverage {pct:.1f} % recorded; no quality_gates.min_coverage_pct to judge it")
         return f"coverage {pct:.1f} % (no minimum set)"

@@ -20,15 +20,16 @@ from duty_helpers import (
 
 from gendev_release.duties.common import breaches, evaluate_rules
 from gendev_release.duties.deployment import (
-    ObservedRequest,
     alert_rules_document,
     audit_alert_rules,
-    count_failed,
+    observation_problems,
     trailing_streak,
     wait_for_streak,
 )
+from gendev_release.duties.switch_watch import ObservedRequest, SwitchObserver, count_failed, tally_by_path
 from gendev_release.probes import CheckResult, HttpResult
 from gendev_release.prometheus import request_counter
+from gendev_release.targets.base import ResourceChange
 
 ALL_CHECKS = {"blue_green": {"pre_switch_checks": None}}
 
@@ -55,12 +56,25 @@ def test_blue_green_switch_with_zero_failed_requests_passes(tmp_path, fake_targe
     assert report.metrics["failed_switch_requests"] == 0
     assert report.metrics["switch_requests_observed"] == 20
     assert report.metrics["health_pass_pct"] == 100
-    # The observer saw the old version before the switch and the new one after it.
+    # The observer sent to every critical endpoint; /version showed the old version before the switch, the new after.
     observed = next(e for e in item(report, "check").evidence if e.kind == "http" and "around the switch" in e.summary)
-    served = [r["served_version"] for r in observed.data["requests"]]
+    assert {r["path"] for r in observed.data["requests"]} == {"/healthz", "/version", "/api/items"}
+    served = [r["served_version"] for r in observed.data["requests"] if r["path"] == "/version"]
     assert served[0] == "1.0.0" and served[-1] == "1.1.0"
+    assert report.facts["failed_switch_requests_by_path"] == {"/healthz": 0, "/version": 0, "/api/items": 0}
+    assert report.metrics['failed_switch_requests{path="/api/items"}'] == 0
+    assert all(t["observed"] > 0 for t in report.facts["switch_observation"]["by_path"].values())
+    # After the switch the previous slot answered on its own URL and the target would take it back.
+    rehearsal = report.facts["rollback_rehearsal"]
+    assert rehearsal["rehearsed"] is True and rehearsal["health_ok"] and rehearsal["target_confirms"]
+    assert (rehearsal["previous"]["slot"], rehearsal["previous"]["version"]) == ("blue", "1.0.0")
+    assert [h["url"] for h in rehearsal["health"]] == [fake_target.slot_url("blue") + "/healthz",
+                                                       fake_target.slot_url("blue") + "/version"]
+    assert report.facts["active_before"]["slot"] == "blue"
+    assert fake_target.switch_calls == [("green", RUN_ID)]  # rehearsing moved no traffic
     assert [(e["step"], e["status"]) for e in _log(ctx)] == [
-        ("pre_switch_gate", "passed"), ("switch", "passed"), ("post_switch_checks", "passed")]
+        ("pre_switch_gate", "passed"), ("switch", "passed"), ("post_switch_checks", "passed"),
+        ("rollback_rehearsal", "passed")]
     assert [d.name for d in report.deliverables] == ["strategy-log"]
     gate = item(report, "verify")
     assert "3 of 3 consecutive successes" in gate.detail and "version" in gate.detail
@@ -84,7 +98,8 @@ def test_failed_pre_switch_gate_never_moves_traffic(tmp_path, fake_target: FakeT
     assert not check.passed and "switch not attempted" in check.detail
     assert any("traffic was not moved" in issue for issue in report.blocking_issues)
     assert [(e["step"], e["status"]) for e in _log(ctx)] == [
-        ("pre_switch_gate", "failed"), ("switch", "skipped"), ("post_switch_checks", "skipped")]
+        ("pre_switch_gate", "failed"), ("switch", "skipped"), ("post_switch_checks", "skipped"),
+        ("rollback_rehearsal", "skipped")]
     assert item(report, "read").passed  # the log was written and read back
 
 
@@ -118,7 +133,8 @@ def test_broken_version_fails_after_traffic_moved(tmp_path, fake_target: FakeTar
     assert report.facts["active"]["slot"] == "green"
     assert (report.facts["previous"]["slot"], report.facts["previous"]["version"]) == ("blue", "1.0.0")
     assert report.metrics["health_pass_pct"] == 50
-    assert _log(ctx)[-1]["status"] == "failed"
+    assert [e["status"] for e in _log(ctx)][-2:] == ["failed", "passed"]  # post-switch failed, rollback ready
+    assert report.facts["rollback_rehearsal"]["rehearsed"] is True
 
 
 def test_requests_failing_during_the_switch_block_the_step(tmp_path, fake_target: FakeTarget) -> None:
@@ -134,6 +150,64 @@ def test_requests_failing_during_the_switch_block_the_step(tmp_path, fake_target
     assert not check.passed and "zero-downtime not met" in check.detail
     assert any("failed during the switch" in issue for issue in report.blocking_issues)
     assert report.facts["traffic_moved"] is True  # the switch itself did happen
+
+
+def test_api_errors_behind_a_passing_healthz_fail_zero_downtime(tmp_path, fake_target: FakeTarget) -> None:
+    # The gate and /healthz pass, but every 4th /version or /api request of the new version answers 500:
+    # observing only the health path would have called this switch zero-downtime.
+    ctx = make_ctx(tmp_path, fake_target, {"blue_green": {"pre_switch_checks": ["healthz"]}}, version="1.1.0-errors")
+    stage_new(ctx, fake_target, FakeService("1.1.0-errors"))
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert item(report, "verify").passed  # the pre-switch gate (healthz) passed
+    by_path = report.facts["failed_switch_requests_by_path"]
+    assert by_path["/healthz"] == 0 and by_path["/version"] + by_path["/api/items"] > 0
+    assert report.metrics['failed_switch_requests{path="/healthz"}'] == 0
+    assert report.metrics["failed_switch_requests"] == by_path["/version"] + by_path["/api/items"]
+    check = item(report, "check")
+    assert not check.passed and "zero-downtime not met on" in check.detail and "/healthz (" not in check.detail
+    assert any("zero-downtime not met" in issue for issue in report.blocking_issues)
+    assert report.status == "failed"
+    assert _log(ctx)[1]["status"] == "failed" and _log(ctx)[1]["failed_by_path"]["/healthz"] == 0
+
+
+def test_previous_slot_failing_after_the_switch_is_not_a_rehearsed_rollback(tmp_path, fake_target: FakeTarget,
+                                                                             monkeypatch) -> None:
+    switch = fake_target.switch
+
+    def switch_then_break_blue(slot: str, run_id: str):
+        status = switch(slot, run_id)
+        fake_target.service_of("blue").broken = True  # the kept slot dies right after traffic left it
+        return status
+
+    monkeypatch.setattr(fake_target, "switch", switch_then_break_blue)
+    ctx = make_ctx(tmp_path, fake_target)
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert report.status == "passed", report.blocking_issues  # the new version is fine; the rollback path is not
+    rehearsal = report.facts["rollback_rehearsal"]
+    assert rehearsal["rehearsed"] is False and rehearsal["health_ok"] is False and rehearsal["target_confirms"]
+    blue = fake_target.slot_url("blue")
+    assert rehearsal["problems"] == [f"previous slot blue healthz: {blue}/healthz answered 503, expected 200"]
+    assert any(f.startswith("rollback not rehearsable: previous slot blue healthz") for f in report.findings)
+    assert (_log(ctx)[-1]["step"], _log(ctx)[-1]["status"]) == ("rollback_rehearsal", "failed")
+
+
+def test_rollback_needing_more_than_a_traffic_move_is_not_confirmed(tmp_path, fake_target: FakeTarget,
+                                                                    monkeypatch) -> None:
+    monkeypatch.setattr(fake_target, "plan", lambda version: [
+        ResourceChange("fake_slot.blue", ("delete", "create"), {"version": "0.9.0"}, {"version": version})])
+    ctx = make_ctx(tmp_path, fake_target)
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+
+    rehearsal = run_step(ctx, "execute_strategy").facts["rollback_rehearsal"]
+
+    assert rehearsal["health_ok"] is True and rehearsal["target_confirms"] is False
+    assert rehearsal["problems"] == ["rolling back to 1.0.0 needs more than a traffic move: "
+                                     "fake_slot.blue (delete/create)"]
 
 
 def test_target_refusing_the_switch_fails_the_check(tmp_path, fake_target: FakeTarget) -> None:
@@ -187,7 +261,10 @@ def test_first_release_still_counts_failures_after_the_switch(tmp_path, empty_ta
     report = run_step(ctx, "execute_strategy")
 
     assert report.metrics["failed_switch_requests"] > 0
-    assert "zero-downtime not met [after@" in item(report, "check").detail
+    detail = item(report, "check").detail
+    assert "zero-downtime not met on /version" in detail and "[after@" in detail
+    assert report.facts["rollback_rehearsal"]["previous"] is None  # nothing to roll back to
+    assert _log(ctx)[-1]["step"] == "rollback_rehearsal" and _log(ctx)[-1]["status"] == "skipped"
 
 
 def test_empty_pre_switch_checks_never_switch(tmp_path, fake_target: FakeTarget) -> None:
@@ -236,6 +313,25 @@ def test_staged_slot_gone_from_target_fails_read(tmp_path, fake_target: FakeTarg
 
 
 # --------------------------------------------------------------------------------- pure parts
+def test_tally_by_path_counts_every_endpoint_in_the_counted_phases() -> None:
+    requests = [ObservedRequest("before", 0, 200, 0.001, None, path="/healthz"),
+                ObservedRequest("before", 0.01, 500, 0.001, None, path="/api/items"),
+                ObservedRequest("after", 0.02, 500, 0.001, None, path="/api/items"),
+                ObservedRequest("after", 0.03, 200, 0.001, None, path="/api/items")]
+    tally = tally_by_path(requests, ["/healthz", "/api/items", "/version"], phases=("after",))
+    assert {p: (t.observed, t.failed) for p, t in tally.items()} == {
+        "/healthz": (0, 0), "/api/items": (2, 1), "/version": (0, 0)}
+    assert observation_problems(tally, total=20) == [
+        "zero-downtime not met on /api/items (1 of 2)",
+        "critical endpoint(s) /healthz, /version were not observed during the switch"]
+    assert observation_problems(tally, total=0) == []
+
+
+def test_switch_observer_sends_to_every_endpoint_before_and_after() -> None:
+    observer = SwitchObserver("http://127.0.0.1:9", ["/a", "/b", "/c", "/d"], total=6)
+    assert (observer.before, observer.during, observer.after) == (4, 0, 4)  # at least one per endpoint
+    assert (SwitchObserver("http://x", ["/a"], 20).before, SwitchObserver("http://x", ["/a"], 0).after) == (6, 0)
+
 def _check(passed: bool) -> CheckResult:
     return CheckResult("healthz", HttpResult("http://x/healthz", 200 if passed else 503, 0.001), passed,
                        "ok" if passed else "answered 503")
@@ -398,6 +494,11 @@ def test_real_local_target_switches_without_downtime(tmp_path, local_target) -> 
     assert (status.active.slot, status.active.version) == (staged.slot, "1.1.0")
     assert status.previous.version == "1.0.0" and status.switched_by_run == RUN_ID
     assert report.metrics["failed_switch_requests"] == 0 and report.metrics["switch_requests_observed"] == 20
+    # The real target: the kept slot answers on its own URL and re-planning its version changes nothing.
+    rehearsal = report.facts["rollback_rehearsal"]
+    assert rehearsal["rehearsed"] is True, rehearsal["problems"]
+    assert rehearsal["previous"]["version"] == "1.0.0" and rehearsal["target"]["plan_pending"] == []
+    assert local_target.status().active.version == "1.1.0"  # the rehearsal moved nothing
 
     monitoring = run_step(ctx, "monitoring_alerts")
     assert monitoring.status == "passed", monitoring.blocking_issues

@@ -7,17 +7,20 @@ import stat
 from pathlib import Path
 
 import pytest
-from duty_helpers import StubTarget, item, make_ctx, run_step, save_report
+from duty_helpers import StubTarget, item, make_ctx, make_spec, run_step, save_report
 
 from gendev_release.demo import backup as demo_backup
 from gendev_release.duties.environment import (
     PlanFormatError,
+    judge_destructive_changes,
     parse_plan_changes,
     pending_changes,
     summarize_changes,
     writable_by_others,
 )
+from gendev_release.errors import SpecError
 from gendev_release.secrets import scan_secrets
+from gendev_release.spec import DestructiveWaiver
 from gendev_release.targets.base import ResourceChange
 
 TERRAFORM_PLAN = {
@@ -38,10 +41,10 @@ def test_parse_plan_changes_reads_terraform_plan() -> None:
     assert [(c.address, c.actions, c.destructive) for c in changes] == [
         ("aws_s3_bucket.assets", ("update",), False), ("aws_db_instance.main", ("delete", "create"), True)]
     assert summarize_changes(changes)["destructive"] == ["aws_db_instance.main (delete/create)"]
-    with pytest.raises(PlanFormatError, match="no 'resource_changes' list"):
-        parse_plan_changes({"planned_values": {}})
+    with pytest.raises(PlanFormatError, match="no format_version"):
+        parse_plan_changes({"resource_changes": []})
     with pytest.raises(PlanFormatError, match=r"resource_changes\[0\] \(x\) has no change.actions list"):
-        parse_plan_changes({"resource_changes": [{"address": "x", "change": {}}]})
+        parse_plan_changes({"format_version": "1.2", "resource_changes": [{"address": "x", "change": {}}]})
 
 
 def test_pending_changes_ignores_no_ops() -> None:
@@ -112,10 +115,12 @@ def test_provisioning_blocks_on_deletes_in_the_terraform_plan(tmp_path: Path, st
     verify = item(report, "verify")
     assert verify.passed and verify.detail == "plan command exited 0; 2 resource change(s)"
     assert report.facts["command_plan"]["by_action"] == {"delete/create": 1, "update": 1}
-    assert "destructive change planned: aws_db_instance.main (delete/create)" in report.findings
-    assert report.blocking_issues == ["plan_command plan deletes aws_db_instance.main (delete/create): "
-                                      "review and apply it outside the release"]
-    assert report.status == "failed"
+    assert report.blocking_issues == [
+        "plan_command plan replaces aws_db_instance.main (delete/create) and no infrastructure.destructive_waivers "
+        "entry names it: review and apply it outside the release, or add a waiver for exactly aws_db_instance.main",
+        "provisioning.check: not applied: destructive change(s) without a waiver: aws_db_instance.main "
+        "(delete/create): blocked"]
+    assert report.status == "failed" and stub_target.stage_calls == []
 
 
 def test_provisioning_fails_when_plan_command_fails(tmp_path: Path, stub_target: StubTarget) -> None:
@@ -150,6 +155,175 @@ def test_provisioning_flags_target_deletes_without_blocking(tmp_path: Path, stub
     report = run_step(make_ctx(tmp_path, stub_target), "provisioning")
     assert "destructive change planned: stub_slot.old (delete)" in report.findings
     assert report.blocking_issues == [] and report.status == "passed"
+
+
+# ============================================================ provisioning: Terraform plan JSON and waivers
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "formats"
+#: Prints the plan file, as `terraform show -json tfplan` does; then the apply command leaves a marker.
+APPLY_MARKER = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text('applied')"
+DB_WAIVER = {"address": "module.db.aws_db_instance.main", "reason": "postgres 15 -> 16 major upgrade, restored "
+             "from the phase 1 backup (CHG-2231)", "approved_by": "dba-oncall"}
+SG_WAIVER = {"address": "aws_security_group.legacy_ssh", "reason": "bastion retired in INFRA-88",
+             "approved_by": "platform-lead"}
+
+
+def plan_ctx(tmp_path: Path, target: StubTarget, plan: str | dict, waivers: list[dict] | None = None):
+    """A context whose plan_command prints ``plan`` (a fixture name or a plan) and whose apply leaves a marker."""
+    spec_dir = tmp_path / "spec"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    (spec_dir / "plan.py").write_text(PLAN_SCRIPT, encoding="utf-8")
+    text = (FIXTURES / plan).read_text(encoding="utf-8") if isinstance(plan, str) else json.dumps(plan)
+    (spec_dir / "plan.json").write_text(text, encoding="utf-8")
+    infrastructure = {"plan_command": ["{python}", "{spec_dir}/plan.py", "{spec_dir}/plan.json"],
+                      "apply_command": ["{python}", "-c", APPLY_MARKER, "{workdir}/applied"],
+                      "destructive_waivers": waivers or []}
+    return make_ctx(tmp_path, target, {"infrastructure": infrastructure})
+
+
+def test_unwaived_deletes_and_replaces_block_and_nothing_is_applied(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = plan_ctx(tmp_path, stub_target, "terraform-plan.json")
+
+    report = run_step(ctx, "provisioning")
+
+    assert item(report, "verify").detail == "plan command exited 0; 5 resource change(s)"
+    assert report.blocking_issues[:2] == [
+        "plan_command plan deletes aws_security_group.legacy_ssh (delete) and no infrastructure.destructive_waivers "
+        "entry names it: review and apply it outside the release, or add a waiver for exactly "
+        "aws_security_group.legacy_ssh",
+        "plan_command plan replaces module.db.aws_db_instance.main (delete/create) and no "
+        "infrastructure.destructive_waivers entry names it: review and apply it outside the release, or add a waiver "
+        "for exactly module.db.aws_db_instance.main"]
+    check = item(report, "check")
+    assert not check.passed and check.detail == (
+        "not applied: destructive change(s) without a waiver: aws_security_group.legacy_ssh (delete): blocked; "
+        "module.db.aws_db_instance.main (delete/create): blocked")
+    assert not (ctx.paths.workdir / "applied").exists() and stub_target.stage_calls == []
+    assert [d["status"] for d in report.facts["destructive_changes"]] == ["blocked", "blocked"]
+    assert report.status == "failed"
+
+
+def test_waived_changes_are_applied_and_shown_as_waived_never_passed(tmp_path: Path,
+                                                                     stub_target: StubTarget) -> None:
+    ctx = plan_ctx(tmp_path, stub_target, "terraform-plan.json", [SG_WAIVER, DB_WAIVER])
+
+    report = run_step(ctx, "provisioning")
+
+    assert report.status == "passed", report.blocking_issues
+    assert (ctx.paths.workdir / "applied").read_text() == "applied"
+    db_status = ("waived (postgres 15 -> 16 major upgrade, restored from the phase 1 backup (CHG-2231), "
+                 "dba-oncall)")
+    assert report.facts["destructive_changes"] == [
+        {"address": "aws_security_group.legacy_ssh", "actions": ["delete"],
+         "status": "waived (bastion retired in INFRA-88, platform-lead)", "reason": "bastion retired in INFRA-88",
+         "approved_by": "platform-lead"},
+        {"address": "module.db.aws_db_instance.main", "actions": ["delete", "create"], "status": db_status,
+         "reason": DB_WAIVER["reason"], "approved_by": "dba-oncall"}]
+    check = item(report, "check")
+    assert check.detail.endswith("; destructive change(s) aws_security_group.legacy_ssh (delete): waived (bastion "
+                                 f"retired in INFRA-88, platform-lead); module.db.aws_db_instance.main "
+                                 f"(delete/create): {db_status}")
+    gate = next(e for e in check.evidence if e.source.startswith("plan_command destructive changes"))
+    assert gate.summary == "2 destructive change(s): 2 waived, 0 blocked; 0 stale waiver(s)"
+    assert "destructive change aws_security_group.legacy_ssh (delete): waived (bastion retired in INFRA-88, " \
+           "platform-lead)" in report.findings
+
+
+def test_waiver_must_name_exactly_the_address(tmp_path: Path, stub_target: StubTarget) -> None:
+    # The waiver leaves out the module path: it names a resource the plan does not touch.
+    loose = {**DB_WAIVER, "address": "aws_db_instance.main"}
+    ctx = plan_ctx(tmp_path, stub_target, "terraform-plan.json", [SG_WAIVER, loose])
+
+    report = run_step(ctx, "provisioning")
+
+    assert [d["status"] for d in report.facts["destructive_changes"]] == [
+        "waived (bastion retired in INFRA-88, platform-lead)", "blocked"]
+    assert report.blocking_issues[0].startswith("plan_command plan replaces module.db.aws_db_instance.main")
+    assert ("stale destructive waiver for aws_db_instance.main (approved by dba-oncall): the plan does not touch it; "
+            "remove it from infrastructure.destructive_waivers") in report.findings
+    assert not (ctx.paths.workdir / "applied").exists()
+
+
+def test_waiver_for_a_resource_the_plan_only_updates_is_stale(tmp_path: Path, stub_target: StubTarget) -> None:
+    bucket = {"address": "aws_s3_bucket.assets", "reason": "bucket recreated in another region",
+              "approved_by": "platform-lead"}
+    ctx = plan_ctx(tmp_path, stub_target, "terraform-plan.json", [SG_WAIVER, DB_WAIVER, bucket])
+
+    report = run_step(ctx, "provisioning")
+
+    assert report.status == "passed", report.blocking_issues
+    assert ("stale destructive waiver for aws_s3_bucket.assets (approved by platform-lead): the plan only does "
+            "update to it; remove it from infrastructure.destructive_waivers") in report.findings
+    gate = next(e for e in item(report, "check").evidence if e.source.startswith("plan_command destructive"))
+    assert gate.data["stale_waivers"] == [f for f in report.findings if f.startswith("stale destructive waiver")]
+
+
+def test_plan_without_changes_applies_and_makes_waivers_stale(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = plan_ctx(tmp_path, stub_target, "terraform-plan-no-changes.json", [SG_WAIVER])
+
+    report = run_step(ctx, "provisioning")
+
+    assert report.status == "passed", report.blocking_issues
+    assert item(report, "verify").detail == "plan command exited 0; 0 resource change(s)"
+    assert any(f.startswith("stale destructive waiver for aws_security_group.legacy_ssh") for f in report.findings)
+
+
+@pytest.mark.parametrize(("plan", "expected"), [
+    pytest.param("terraform-state.json", "plan command output: this is Terraform state, not a plan: run "
+                 "`terraform plan -out=tfplan` then `terraform show -json tfplan`", id="state_instead_of_plan"),
+    pytest.param({**json.loads((FIXTURES / "terraform-plan.json").read_text()), "format_version": "2.0"},
+                 "plan command output: format_version 2.0 is not supported (majors 0, 1): a new major changes the "
+                 "format incompatibly; use a Terraform whose `show -json` writes 1.x", id="unknown_format_major"),
+    pytest.param({"format_version": "1.2", "resource_changes": [
+        {"address": "aws_db_instance.main", "change": {"actions": ["destroy"]}}]},
+                 "plan command output: resource_changes[0] (aws_db_instance.main) has actions ['destroy'], which is "
+                 "not Terraform's vocabulary", id="action_not_in_vocabulary"),
+])
+def test_plan_that_is_not_terraform_plan_json_fails_verify_and_applies_nothing(
+        tmp_path: Path, stub_target: StubTarget, plan: str | dict, expected: str) -> None:
+    ctx = plan_ctx(tmp_path, stub_target, plan)
+
+    report = run_step(ctx, "provisioning")
+
+    verify = item(report, "verify")
+    assert not verify.passed and verify.detail.startswith(expected)
+    check = item(report, "check")
+    assert not check.passed and check.detail == "not applied: the plan_command's plan was not accepted (see verify)"
+    assert not (ctx.paths.workdir / "applied").exists()
+
+
+def test_judge_destructive_changes_matches_exact_addresses() -> None:
+    changes = [ResourceChange("module.db.aws_db_instance.main", ("create", "delete")),
+               ResourceChange("aws_s3_bucket.logs", ("forget",)), ResourceChange("aws_iam_role.app", ("no-op",))]
+    waivers = [DestructiveWaiver(address="aws_iam_role.app", reason="role rotated by IAM team", approved_by="sec")]
+
+    decisions, stale = judge_destructive_changes(changes, waivers)
+
+    assert [(d.address, d.status) for d in decisions] == [("module.db.aws_db_instance.main", "blocked")]
+    assert stale == ["stale destructive waiver for aws_iam_role.app (approved by sec): the plan does not touch it; "
+                     "remove it from infrastructure.destructive_waivers"]
+
+
+@pytest.mark.parametrize(("infrastructure", "field", "message"), [
+    pytest.param({"destructive_waivers": [SG_WAIVER]}, "infrastructure.destructive_waivers",
+                 "a waiver applies to the Terraform plan plan_command prints; set plan_command", id="no_plan_command"),
+    pytest.param({"plan_command": ["terraform", "show", "-json", "tfplan"],
+                  "destructive_waivers": [SG_WAIVER, SG_WAIVER]},
+                 "infrastructure.destructive_waivers.1.address",
+                 "a second waiver for aws_security_group.legacy_ssh; keep one per address", id="duplicate_address"),
+    pytest.param({"plan_command": ["terraform", "show", "-json", "tfplan"],
+                  "destructive_waivers": [{**SG_WAIVER, "reason": "old"}]},
+                 "infrastructure.destructive_waivers.0.reason", "at least 10 characters", id="reason_too_short"),
+    pytest.param({"plan_command": ["terraform", "show", "-json", "tfplan"],
+                  "destructive_waivers": [{"address": "aws_security_group.legacy_ssh", "reason": "bastion retired"}]},
+                 "infrastructure.destructive_waivers.0.approved_by", "required field is missing",
+                 id="approved_by_missing"),
+])
+def test_spec_refuses_destructive_waivers_that_cannot_work(tmp_path: Path, infrastructure: dict, field: str,
+                                                           message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        make_spec(tmp_path / "spec", {"infrastructure": infrastructure})
+    [problem] = info.value.problems
+    assert problem.field == field and message in problem.message
 
 
 # =================================================================================== hardening
@@ -284,13 +458,51 @@ def test_hardening_without_staged_slot_fails_headers(tmp_path: Path, stub_target
     assert "security_headers: no staged slot URL: the provisioning report has no facts.staged.url" in check.detail
 
 
+COMPLIANCE_WAIVER = {"gate": "min_compliance_pct", "reason": "headers come from the CDN, tracked in SEC-9",
+                     "approved_by": "security-lead"}
+
+
 def test_hardening_lower_compliance_minimum(tmp_path: Path, stub_target: StubTarget) -> None:
     stub_target.staged_headers = {}
-    overrides = {"security": {"min_compliance_pct": 60}}
+    overrides = {"security": {"min_compliance_pct": 60}, "quality_gates": {"waivers": [COMPLIANCE_WAIVER]}}
     report = run_step(staged_ctx(tmp_path, stub_target, overrides), "hardening")
     check = item(report, "check")
     assert check.passed and check.detail.startswith("compliance 66.7 % >= 60 %; failed: security_headers")
+    assert check.detail.endswith("; leans on waiver(s): min_compliance_pct")
     assert any(f.startswith("control failed: security_headers") for f in report.findings)
+    assert report.facts["full_baseline"] is False
+    assert report.facts["baseline_waivers"] == [{
+        "gate": "min_compliance_pct", "field": "security.min_compliance_pct",
+        "problem": "security.min_compliance_pct=60 is below the package default 100",
+        "reason": "headers come from the CDN, tracked in SEC-9", "approved_by": "security-lead"}]
+
+
+def test_hardening_lower_compliance_minimum_needs_a_waiver(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        make_spec(tmp_path / "spec", {"security": {"min_compliance_pct": 60}})
+    [problem] = info.value.problems
+    assert problem.field == "security.min_compliance_pct"
+    assert "add a waiver to quality_gates.waivers with gate: min_compliance_pct" in problem.message
+
+
+def test_hardening_at_full_compliance_leans_on_no_waiver(tmp_path: Path, stub_target: StubTarget) -> None:
+    # the minimum is waived, but every control passed: the full baseline was met
+    overrides = {"security": {"min_compliance_pct": 60}, "quality_gates": {"waivers": [COMPLIANCE_WAIVER]}}
+    report = run_step(staged_ctx(tmp_path, stub_target, overrides), "hardening")
+    assert report.status == "passed" and report.metrics["compliance_pct"] == 100.0
+    assert report.facts["baseline_waivers"] == [] and report.facts["full_baseline"] is True
+
+
+def test_hardening_without_a_default_header_leans_on_its_waiver(tmp_path: Path, stub_target: StubTarget) -> None:
+    stub_target.staged_headers = {"X-Content-Type-Options": "nosniff"}
+    waiver = {"gate": "required_headers", "reason": "framing is set by the proxy, tracked in SEC-12",
+              "approved_by": "security-lead"}
+    overrides = {"security": {"required_headers": ["X-Content-Type-Options"]},
+                 "quality_gates": {"waivers": [waiver]}}
+    report = run_step(staged_ctx(tmp_path, stub_target, overrides), "hardening")
+    assert report.status == "passed", report.blocking_issues
+    assert [r["gate"] for r in report.facts["baseline_waivers"]] == ["required_headers"]
+    assert report.facts["full_baseline"] is False
 
 
 def test_hardening_missing_config_file(tmp_path: Path, stub_target: StubTarget) -> None:

@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from duty_helpers import RUN_ID, FakeService, FakeTarget, go_live, item, make_ctx, run_step
 
 from gendev_release.duties import testing
-from gendev_release.duties.testing import SmokeTest, parse_coverage_xml, pass_rate_problem, suite_coverage
+from gendev_release.duties.testing import SmokeTest, pass_rate_problem, suite_coverage
 from gendev_release.junit import parse_junit
+from gendev_release.report import utcnow
+from gendev_release.run_record import RunRecord, RunRecordStore
 
 COPY_AND_EXIT = "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2]); sys.exit(int(sys.argv[3]))"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "formats"
+#: A QA suite as pytest with pytest-cov runs it: JUnit and coverage XML written by the same command;
+#: ``fresh`` stamps the coverage report with the time it is written (as ``coverage xml`` does).
+RUN_SUITE_WITH_COVERAGE = """\
+import pathlib, re, shutil, sys, time
+junit, junit_out, coverage, coverage_out, stamp = sys.argv[1:6]
+shutil.copy(junit, junit_out)
+text = pathlib.Path(coverage).read_text(encoding="utf-8")
+if stamp == "fresh":
+    text = re.sub(r'timestamp="\\d+"', f'timestamp="{int(time.time() * 1000)}"', text, count=1)
+pathlib.Path(coverage_out).parent.mkdir(parents=True, exist_ok=True)
+pathlib.Path(coverage_out).write_text(text, encoding="utf-8")
+"""
 
 
 def _junit(tests: int, failures: int) -> str:
@@ -188,21 +204,96 @@ def test_untrustworthy_suite_results_fail_read(tmp_path, empty_target: FakeTarge
     assert not read.passed and expected in read.detail
 
 
-def test_coverage_below_minimum_fails_check(tmp_path, empty_target: FakeTarget) -> None:
+def _suite_with_coverage(tmp_path: Path, coverage_fixture: str | Path, stamp: str = "fresh",
+                         min_coverage_pct: float | None = 70) -> dict:
+    """A QA suite that writes 20 passing cases and ``coverage_fixture`` (a fixture name or a path) as
+    qa/coverage.xml, stamped with the time it is written (``fresh``) or as it is (``kept``)."""
+    script, junit = tmp_path / "run_suite.py", tmp_path / "prepared.xml"
+    script.write_text(RUN_SUITE_WITH_COVERAGE, encoding="utf-8")
+    junit.write_text(_junit(20, 0), encoding="utf-8")
+    command = ["{python}", str(script), str(junit), "{workdir}/qa/uat.xml", str(FIXTURES / coverage_fixture),
+               "{workdir}/qa/coverage.xml", stamp]
+    overrides: dict = {"qa": {"suites": [{"name": "uat", "command": command, "junit": "qa/uat.xml"}],
+                              "coverage_report": "qa/coverage.xml"}}
+    if min_coverage_pct is not None:
+        overrides["quality_gates"] = {"min_coverage_pct": min_coverage_pct}
+    return overrides
+
+
+def test_coverage_written_by_the_suite_passes_the_gate(tmp_path, empty_target: FakeTarget) -> None:
     go_live(empty_target, "green", FakeService("1.1.0"))
-    overrides = _copy_suite(tmp_path, _junit(20, 0))
-    overrides["qa"]["coverage_report"] = "qa/coverage.xml"
-    overrides["quality_gates"] = {"min_coverage_pct": 80}
-    ctx = make_ctx(tmp_path, empty_target, overrides)
-    coverage = ctx.paths.workdir / "qa" / "coverage.xml"
-    coverage.parent.mkdir(parents=True)
-    coverage.write_text('<?xml version="1.0" ?><coverage version="7.6" line-rate="0.5" branch-rate="0"/>')
+    ctx = make_ctx(tmp_path, empty_target, _suite_with_coverage(tmp_path, "coverage-py.xml", min_coverage_pct=70))
+
+    report = run_step(ctx, "qa")
+
+    assert report.status == "passed", report.blocking_issues
+    check = item(report, "check")
+    assert "coverage 74.3 % >= 70 %" in check.detail
+    assert (report.metrics["coverage_pct"], report.metrics["branch_coverage_pct"]) == (74.32, 69.44)
+    assert (report.facts["coverage"]["classes"], report.facts["coverage"]["packages"]) == (3, 2)
+    evidence = next(e for e in check.evidence if e.source.endswith("coverage.xml"))
+    assert evidence.sha256 and evidence.data["not_before_basis"] == "QA step start"
+
+
+def test_coverage_below_minimum_fails_check_naming_both_figures(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0"))
+    ctx = make_ctx(tmp_path, empty_target, _suite_with_coverage(tmp_path, "coverage-py.xml", min_coverage_pct=80))
 
     report = run_step(ctx, "qa")
 
     check = item(report, "check")
-    assert not check.passed and "coverage 50.0 % < min_coverage_pct 80 % (coverage.xml)" in check.detail
-    assert report.metrics["coverage_pct"] == 50
+    assert not check.passed and check.detail == "coverage 74.3 % < min_coverage_pct 80 % (coverage.xml)"
+    assert report.metrics["coverage_pct"] == 74.32
+
+
+def test_coverage_report_from_before_the_run_is_refused(tmp_path, empty_target: FakeTarget) -> None:
+    # The suite leaves a coverage.xml of an earlier build in place (its timestamp is from 2024).
+    go_live(empty_target, "green", FakeService("1.1.0"))
+    ctx = make_ctx(tmp_path, empty_target, _suite_with_coverage(tmp_path, "coverage-py.xml", stamp="kept"))
+
+    report = run_step(ctx, "qa")
+
+    check = item(report, "check")
+    assert not check.passed
+    assert check.detail.startswith(f"coverage report {ctx.paths.workdir / 'qa' / 'coverage.xml'} was written at "
+                                   "2024-06-10T14:02:11.482000+00:00, before this run started (")
+    assert "coverage_pct" not in report.metrics
+
+
+def test_coverage_written_earlier_in_this_run_counts_from_the_run_start(tmp_path, empty_target: FakeTarget) -> None:
+    # The build step of this run wrote coverage 10 minutes ago; the run record says the run began an hour ago.
+    go_live(empty_target, "green", FakeService("1.1.0"))
+    written = int((utcnow() - timedelta(minutes=10)).timestamp() * 1000)
+    earlier = tmp_path / "coverage-earlier.xml"
+    earlier.write_text((FIXTURES / "coverage-py.xml").read_text(encoding="utf-8").replace(
+        'timestamp="1718028131482"', f'timestamp="{written}"'), encoding="utf-8")
+    ctx = make_ctx(tmp_path, empty_target, _suite_with_coverage(tmp_path, earlier, stamp="kept"))
+    RunRecordStore(ctx.paths.home).save(RunRecord(dag_id=ctx.paths.dag_id, run_id=ctx.run_id, service="demo",
+                                                  version=ctx.version, started_at=utcnow() - timedelta(hours=1)))
+
+    report = run_step(ctx, "qa")
+
+    check = item(report, "check")
+    assert check.passed, check.detail
+    evidence = next(e for e in check.evidence if e.source.endswith("coverage.xml"))
+    assert evidence.data["not_before_basis"] == "run start"
+
+
+@pytest.mark.parametrize(("fixture", "expected"), [
+    pytest.param("coverage-no-classes.xml", "names 0 package(s) and no class: it measured nothing",
+                 id="no_classes"),
+    pytest.param("coverage-billion-laughs.xml", "declares the XML entity 'a'", id="billion_laughs"),
+    pytest.param("junit-pytest.xml", "not Cobertura/coverage.py XML: root element is <testsuites>",
+                 id="junit_named_as_coverage"),
+])
+def test_unusable_coverage_report_fails_check(tmp_path, empty_target: FakeTarget, fixture: str,
+                                              expected: str) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0"))
+    ctx = make_ctx(tmp_path, empty_target, _suite_with_coverage(tmp_path, fixture, stamp="kept"))
+
+    check = item(run_step(ctx, "qa"), "check")
+
+    assert not check.passed and expected in check.detail
 
 
 def test_coverage_gate_without_report_fails(tmp_path, empty_target: FakeTarget) -> None:
@@ -238,23 +329,6 @@ def test_benchmark_errors_fail_check(tmp_path, empty_target: FakeTarget) -> None
 
     check = item(report, "check")
     assert not check.passed and "error rate 25 % > max_error_rate_pct 1 %" in check.detail
-
-
-@pytest.mark.parametrize("text,message", [
-    ("<coverage line-rate='0.931'/>", None),
-    ("<report/>", "expected <coverage>"),
-    ("<coverage/>", "no line-rate"),
-    ("<coverage line-rate='1.5'/>", "outside 0..1"),
-    ("<coverage", "malformed coverage XML"),
-])
-def test_parse_coverage_xml(tmp_path: Path, text: str, message: str | None) -> None:
-    path = tmp_path / "coverage.xml"
-    path.write_text(text)
-    if message is None:
-        assert parse_coverage_xml(path) == pytest.approx(93.1)
-    else:
-        with pytest.raises(ValueError, match=message):
-            parse_coverage_xml(path)
 
 
 def test_demo_qa_cli_writes_junit_and_exit_code(tmp_path, empty_target: FakeTarget) -> None:
