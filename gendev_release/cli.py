@@ -1,4 +1,4 @@
-"""The ``gendev-release`` command line: validate, schema, graph, run, dagfile, down, verify-evidence.
+"""The ``gendev-release`` command line: validate, schema, graph, run, dagfile, down, verify-evidence, items.
 
 Exit codes: 0 success, 1 the release failed (aborted or rolled back), 2 invalid input, 3 refused
 (another release of the service is in progress; nothing was started). Errors are
@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
                             "digest and the hash chain intact; exit 1 naming the first one that is not")
     verify.add_argument("run_dir", metavar="RUN_DIR",
                         help="the run's evidence folder (evidence/<dag_id>/<run_id>) or its URL (file://, s3://, ...)")
+    items = sub.add_parser("items", help="the verification matrix: each of the 64 items, its evidence, oracle, "
+                           "what makes it fail and the test that shows it")
+    shape = items.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="machine-readable output")
+    shape.add_argument("--markdown", action="store_true", help="the document docs/verification-items.md")
     return parser
 
 
@@ -260,8 +265,21 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
+def cmd_items(args: argparse.Namespace) -> int:
+    from gendev_release import verification_matrix
+
+    if args.json:
+        print(json.dumps([row.as_dict() for row in verification_matrix.matrix()], indent=2))
+    elif args.markdown:
+        sys.stdout.write(verification_matrix.markdown())
+    else:
+        sys.stdout.write(verification_matrix.text_table())
+    return EXIT_OK
+
+
 COMMANDS = {"validate": cmd_validate, "schema": cmd_schema, "graph": cmd_graph, "run": cmd_run,
-            "dagfile": cmd_dagfile, "down": cmd_down, "verify-evidence": cmd_verify_evidence}
+            "dagfile": cmd_dagfile, "down": cmd_down, "verify-evidence": cmd_verify_evidence,
+            "items": cmd_items}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -489,8 +489,10 @@ class EvidenceStore:
         """Store a step's deliverables and its report, then read the report back and check it.
 
         The report must come back byte for byte (its digest equals the chained one), under the chain's
-        latest entry for its name, with every link of the chain intact, and every deliverable must be
-        in the store with the digest recorded when it was registered.
+        latest entry for its name, with the whole store intact (every link of the chain, every chained
+        record present with its digest: an earlier step's record altered on disk fails this step's
+        report item too), and every deliverable must be in the store with the digest recorded when it
+        was registered.
         """
         name = f"{DRAFTS}/{safe_name(draft.step_id)}.json"
         problems: list[str] = []
@@ -512,7 +514,7 @@ class EvidenceStore:
         try:
             back = self.read(name)
             chained = self.latest(name)
-            links = self.verify_links()
+            whole = self.verify()
         except (OSError, EvidenceError) as exc:
             return RoundTrip(entry=entry, location=location, report=None,
                              problems=[*problems, f"cannot read {name} back from {self.location}: {exc}"])
@@ -523,7 +525,7 @@ class EvidenceStore:
         if chained != entry:
             problems.append(f"{name}: the chain's latest entry for it is not the one just written "
                             f"(seq {chained.seq if chained else None}, expected {entry.seq})")
-        problems.extend(p.render() for p in links)
+        problems.extend(p.render() for p in whole.problems)
         report: AgentReport | None = None
         try:
             report = AgentReport.model_validate_json(back)

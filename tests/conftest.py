@@ -14,3 +14,18 @@ if "AIRFLOW_HOME" not in os.environ or os.environ.get("CI"):
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="gendev-test-airflow-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+import item_proof  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _marked_items_are_shown_failing(request: pytest.FixtureRequest):
+    """A test marked ``@pytest.mark.item(ID)`` must show ``ID`` failing through ``assert_item_fails``."""
+    marked = {mark.args[0] for mark in request.node.iter_markers("item")}
+    item_proof.PROVEN.clear()
+    yield
+    missing = marked - item_proof.PROVEN
+    if missing:
+        pytest.fail(f"marked for {sorted(missing)} but never showed it failing with assert_item_fails")

@@ -27,6 +27,7 @@ _DUTY_MODULES = (
     "gendev_release.duties.build",
     "gendev_release.duties.environment",
     "gendev_release.duties.deployment",
+    "gendev_release.duties.monitoring",
     "gendev_release.duties.testing",
     "gendev_release.duties.observability",
     "gendev_release.duties.post_deployment",

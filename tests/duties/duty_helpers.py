@@ -40,6 +40,7 @@ from gendev_release.errors import TargetError
 from gendev_release.report import AgentReport, ReportBuilder, Verification
 from gendev_release.spec import ReleaseSpec, parse_spec, run_params
 from gendev_release.targets.base import ResourceChange, SlotInfo, Target, TargetStatus
+from gendev_release.verification_matrix import DUTY_MODULES
 
 os.environ.setdefault("GENDEV_MAX_LIFETIME", "300")
 
@@ -48,16 +49,7 @@ DEMO_SPEC = REPO / "dags" / "releases" / "demo.yaml"
 DEMO_INPUTS = REPO / "dags" / "releases" / "demo"
 RUN_ID = "manual__2026-01-05T10:00:00+00:00"
 DEFAULT_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
-STEP_MODULES = {
-    "readiness": "gendev_release.duties.preparation", "risk_assessment": "gendev_release.duties.preparation",
-    "release_plan": "gendev_release.duties.planning", "notifications": "gendev_release.duties.planning",
-    "build": "gendev_release.duties.build", "dependencies": "gendev_release.duties.build",
-    "provisioning": "gendev_release.duties.environment", "hardening": "gendev_release.duties.environment",
-    "execute_strategy": "gendev_release.duties.deployment", "monitoring_alerts": "gendev_release.duties.deployment",
-    "smoke_tests": "gendev_release.duties.testing", "qa": "gendev_release.duties.testing",
-    "observability": "gendev_release.duties.observability", "performance": "gendev_release.duties.observability",
-    "release_notes": "gendev_release.duties.post_deployment", "training": "gendev_release.duties.post_deployment",
-}
+STEP_MODULES = DUTY_MODULES
 
 Response = tuple[int, dict[str, str], bytes]
 

@@ -20,12 +20,11 @@ from duty_helpers import (
 
 from gendev_release.duties.common import breaches, evaluate_rules
 from gendev_release.duties.deployment import (
-    alert_rules_document,
-    audit_alert_rules,
     observation_problems,
     trailing_streak,
     wait_for_streak,
 )
+from gendev_release.duties.monitoring import alert_rules_document, audit_alert_rules
 from gendev_release.duties.switch_watch import ObservedRequest, SwitchObserver, count_failed, tally_by_path
 from gendev_release.probes import CheckResult, HttpResult
 from gendev_release.prometheus import request_counter
