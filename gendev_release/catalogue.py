@@ -209,3 +209,19 @@ def traffic_step_index() -> int:
         if step.moves_traffic:
             return index
     raise AssertionError("catalogue has no traffic-moving step")
+
+
+def deliverable_gaps(manifest: list[dict[str, object]]) -> list[str]:
+    """The seed's phase deliverables missing from an evidence store's manifest, as ``"phase N: name"``.
+
+    A deliverable counts when a step of its own phase stored it under the catalogue's exact name
+    (the current copy: ``current`` not false). An empty list means every one of the 39 is there.
+    """
+    stored = {(str(line.get("step")), str(line.get("name"))) for line in manifest if line.get("current", True)}
+    gaps = []
+    for phase in PHASES:
+        step_ids = {step.id for step in phase.steps}
+        for name in phase.deliverables:
+            if not any((step_id, name) in stored for step_id in step_ids):
+                gaps.append(f"phase {phase.number}: {name}")
+    return gaps

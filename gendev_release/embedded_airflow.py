@@ -236,7 +236,7 @@ def summarize(home: Path, dag_id: str, run_id: str, state: str, emit: Emit = pri
     record = RunRecordStore(home).load(dag_id, run_id)
     state = "success" if state.endswith("success") else "failed"
     failed = record.failed_tasks if record else []
-    report = (record.report if record else None) or str(paths.evidence_dir)
+    report = (record.report if record else None) or paths.evidence_location
     summary = {"dag_id": dag_id, "run_id": run_id, "state": state, "failed_step": failed[0] if failed else None,
                "rolled_back": bool(record and record.rolled_back),
                "active_version": record.active_version if record else None,
@@ -253,6 +253,6 @@ def summarize(home: Path, dag_id: str, run_id: str, state: str, emit: Emit = pri
     if service_url:
         emit(f"Service: {service_url} (stop it with: gendev-release down SPEC --home {home})")
     emit(f"Report: {report}")
-    emit(f"Evidence: {paths.evidence_dir}")
+    emit(f"Evidence: {paths.evidence_location}")
     emit(f"Airflow log: {home / 'logs' / 'airflow.log'}")
     return summary

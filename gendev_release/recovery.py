@@ -138,7 +138,7 @@ def failure_message(ctx: DutyContext, record: RunRecord) -> dict[str, str]:
     else:
         severity, subject = "critical", f"{service} {version}: rollback did not restore a healthy service"
     body = (f"Failed: {failed}. Outcome: {outcome}. Active version: {record.active_version or 'nothing'}. "
-            f"Evidence: {ctx.paths.evidence_dir}")
+            f"Evidence: {ctx.paths.evidence_location}")
     return {"severity": severity, "subject": subject, "body": body, "event": f"release_{outcome}"}
 
 

@@ -179,7 +179,7 @@ def open_run(ctx: DutyContext, *, triggered_by: str | None = None) -> RunRecord:
         if restored:
             record.restored_before_release = restored
         record.active_version = status.active.version if status.active else None
-        record.evidence_dir = str(ctx.paths.evidence_dir)
+        record.evidence_dir = ctx.paths.evidence_location
 
     return records(ctx).update(ctx.paths.dag_id, ctx.run_id, change, create=create)
 

@@ -101,6 +101,7 @@ class RunRecord(_Record):
     report: str | None = None
     report_json: str | None = None
     evidence_dir: str | None = None
+    """Where the run's evidence store is: a local folder, or a URL when ``$GENDEV_EVIDENCE_URL`` is set."""
     attempts: list[Attempt] = Field(default_factory=list)
     started_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

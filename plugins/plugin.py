@@ -21,11 +21,12 @@ def gendev_home() -> str:
 
 
 def evidence_dir(dag_id: str, run_id: str) -> str:
-    """``{{ macros.gendev_release.evidence_dir(dag.dag_id, run_id) }}``: one run's evidence folder."""
+    """``{{ macros.gendev_release.evidence_dir(dag.dag_id, run_id) }}``: one run's evidence store (a folder, or
+    ``$GENDEV_EVIDENCE_URL/<dag_id>/<run_id>`` when that is set)."""
     from gendev_release.context import RunPaths
     from gendev_release.context import gendev_home as _home
 
-    return str(RunPaths(home=_home(), dag_id=dag_id, run_id=run_id).evidence_dir)
+    return RunPaths(home=_home(), dag_id=dag_id, run_id=run_id).evidence_location
 
 
 class GendevReleasePlugin(AirflowPlugin):

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from spec_folder import demo_spec_folder
 
+from gendev_release.catalogue import PHASES, deliverable_gaps
 from gendev_release.run_record import ReleaseHistory, RunRecordStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +84,15 @@ def test_1_good_release_succeeds_and_stays_up(home: Path) -> None:
     assert report["outcome"] == "success"
     assert len(report["checklist"]) == 18 and len(report["success_criteria"]) == 6
     assert all(step["status"] == "passed" for step in report["steps"]) and len(report["steps"]) == 16
+    # every one of the seed's 39 phase deliverables is a file of its own in the evidence store
+    evidence = home / "evidence" / "release__demo" / summary["run_id"].replace(":", "_")
+    manifest = json.loads((evidence / "manifest.json").read_text())
+    assert deliverable_gaps(manifest) == []
+    assert sum(len(phase.deliverables) for phase in PHASES) == 39
+    for line in manifest:
+        assert (evidence / line["stored"]).stat().st_size > 0, line
+    verified = cli("verify-evidence", str(evidence))
+    assert verified.returncode == 0, verified.stdout
 
 
 def test_2_failure_before_traffic_moved_aborts_and_keeps_the_old_version(home: Path, strict_spec: Path) -> None:

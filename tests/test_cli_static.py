@@ -56,6 +56,7 @@ def bad_specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "empty": "",
         "broken": "service: demo\nstrategy: [1.0\n",
         "list": "- service: demo\n- environment: staging\n",
+        "relaxed": demo.replace("\nsecurity:\n", "\nsecurity:\n  min_compliance_pct: 90\n"),
     }
     hostile = {  # the crashers and guards: each must be one FILE: field: message line, exit 2
         "tz_folder": demo.replace("timezone: UTC", "timezone: Europe"),
@@ -108,6 +109,7 @@ def runs(cli_env: dict[str, str], bad_specs: dict[str, Path]) -> dict[str, subpr
         "validate_demo": ["validate", DEMO_REL],
         "validate_bad": ["validate", DEMO_REL, *(str(bad_specs[n]) for n in BAD_ORDER)],
         "validate_missing": ["validate", "no/such/spec.yaml"],
+        "validate_relaxed": ["validate", str(bad_specs["relaxed"])],
         "schema": ["schema"],
         "graph_json": ["graph", DEMO_REL, "--json"],
         "graph_bad": ["graph", str(bad_specs["typo"]), "--json"],
@@ -145,6 +147,15 @@ def test_validate_bad_files_one_line_per_problem(runs, bad_specs: dict[str, Path
         f"{bad_specs['list']}: (top level): expected a mapping, got list",
         f"{bad_specs['missing']}: (file): file not found",
     ]
+
+
+def test_validate_refuses_a_lowered_compliance_threshold_without_a_waiver(runs, bad_specs: dict[str, Path]) -> None:
+    proc = runs["validate_relaxed"]
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"{bad_specs['relaxed']}: security.min_compliance_pct: security.min_compliance_pct=90 is below the package "
+        "default 100; use 100 or more, or add a waiver to quality_gates.waivers with gate: min_compliance_pct, "
+        "a reason and approved_by"]
 
 
 def test_validate_refuses_hostile_specs_one_line_each(runs, bad_specs: dict[str, Path]) -> None:

@@ -22,3 +22,14 @@ def test_plugin_is_registered_once_through_its_entry_point(tmp_path: Path) -> No
     assert plugins[0]["macros"] == ["gendev_release.plugins.plugin.gendev_home",
                                     "gendev_release.plugins.plugin.evidence_dir"]
     assert "already registered" not in result.stdout + result.stderr
+
+
+def test_evidence_macro_follows_the_evidence_url(tmp_path: Path, monkeypatch) -> None:
+    from gendev_release.plugins.plugin import evidence_dir
+
+    monkeypatch.setenv("GENDEV_HOME", str(tmp_path))
+    monkeypatch.delenv("GENDEV_EVIDENCE_URL", raising=False)
+    local = evidence_dir("release__demo", "manual__1")
+    assert local == str(tmp_path / "evidence" / "release__demo" / "manual__1")
+    monkeypatch.setenv("GENDEV_EVIDENCE_URL", "s3://bucket/gendev/")
+    assert evidence_dir("release__demo", "manual__1") == "s3://bucket/gendev/release__demo/manual__1"
