@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOME_DIR ?= .gendev
 SPEC ?= dags/releases/demo.yaml
 
-.PHONY: venv demo test lint down clean
+.PHONY: venv tools demo test lint down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,18 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-demo: venv
+# Debian packages the demo and the tests run on loopback: git (the risk step reads history) and
+# Prometheus (monitoring reads its HTTP API). Installed with apt-get when missing and we are root.
+TOOLS := git prometheus
+tools:
+	@missing=""; for tool in $(TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  else echo "missing:$$missing; install with: sudo apt-get install$$missing"; exit 1; fi; \
+	fi
+
+demo: venv tools
 	@echo "== 1/2: a good release (1.1.0) =="
 	$(VENV)/bin/gendev-release run $(SPEC) --home $(HOME_DIR) --set version=1.1.0
 	@echo
@@ -31,7 +42,7 @@ demo: venv
 down: venv
 	$(VENV)/bin/gendev-release down $(SPEC) --home $(HOME_DIR)
 
-test: venv
+test: venv tools
 	$(PY) -m pytest -q
 
 # ruff, then mypy on a copy of the package laid out as installed (operators/, sensors/ and plugins/
