@@ -8,6 +8,7 @@ on its ``name{labels} -> value`` result or on the raw text.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from gendev_release.probes import HttpResult, parse_prometheus_text, scrape
 
@@ -34,22 +35,34 @@ def metric_types(text: str) -> dict[str, str]:
     return types
 
 
-def request_counter(text: str) -> tuple[str, float] | None:
-    """The service's request counter and its total over all label sets, or None.
+def request_counter_candidates(names: Iterable[str], types: dict[str, str]) -> list[str]:
+    """Counters whose name mentions requests, best first: ``*requests_total`` before ``*request_errors_total``.
 
-    A counter whose name mentions requests (declared ``# TYPE ... counter``, else any ``*_total``
-    series) is chosen, preferring ``*requests_total`` over e.g. ``*request_errors_total``.
+    :param names: the metric names present (an exposition's, or what Prometheus has for a job).
+    :param types: declared types (``# TYPE`` lines, or Prometheus' metadata): declared counters win;
+        without any, every ``*_total`` name that mentions requests is a candidate.
     """
-    samples = parse_prometheus_text(text)
-    present = {base_name(key) for key in samples}
-    declared = [name for name, kind in metric_types(text).items() if kind == "counter" and "request" in name.lower()]
+    present = set(names)
+    declared = [name for name, kind in types.items() if kind == "counter" and "request" in name.lower()
+                and (name in present or f"{name}_total" in present)]
     candidates = declared or sorted(n for n in present if n.endswith("_total") and "request" in n.lower())
 
     def rank(name: str) -> tuple[bool, bool, str]:
         lowered = name.lower().removesuffix("_total")
         return (not lowered.endswith("requests"), "error" in lowered or "fail" in lowered, name)
 
-    for name in sorted(candidates, key=rank):
+    return sorted(candidates, key=rank)
+
+
+def request_counter(text: str) -> tuple[str, float] | None:
+    """The service's request counter and its total over all label sets, or None.
+
+    A counter whose name mentions requests (declared ``# TYPE ... counter``, else any ``*_total``
+    series) is chosen (:func:`request_counter_candidates`).
+    """
+    samples = parse_prometheus_text(text)
+    present = {base_name(key) for key in samples}
+    for name in request_counter_candidates(present, metric_types(text)):
         names = {name, f"{name}_total"}
         values = [value for key, value in samples.items() if base_name(key) in names]
         if values:

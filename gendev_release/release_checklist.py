@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gendev_release.catalogue import all_steps
-from gendev_release.report import AgentReport, Verification, sha256_file
+from gendev_release.report import AgentReport, Evidence, Verification, sha256_file
 from gendev_release.spec import ReleaseSpec
 from gendev_release.spec_relaxations import DEFAULT_MAX_ERROR_RATE_PCT, DEFAULT_P95_LATENCY_MS, waived_by
 
@@ -169,12 +169,22 @@ def stakeholders_notified(f: RunFacts) -> Verdict:
     if verdict.state != "done":
         return verdict
     verification = _verification(f.reports["notifications"], "verify")
-    delivered = [e for e in (verification.evidence if verification else [])
-                 if e.kind == "file" and e.data.get("delivered") is True and e.sha256]
+
+    def confirmed(e: Evidence) -> bool:
+        """A file channel's line read back, or a webhook receiver's 2xx answer that met the spec's expectations."""
+        if e.data.get("delivered") is not True or not e.sha256:
+            return False
+        status = e.data.get("http_status")
+        return e.kind == "file" or (e.kind == "http" and e.data.get("channel") == "webhook"
+                                    and isinstance(status, int) and 200 <= status < 300)
+
+    delivered = [e for e in (verification.evidence if verification else []) if confirmed(e)]
     if not delivered:
         return not_done("no channel recorded a delivery (a message read back from the channel, with its digest)")
     return done(f"delivered through {len(delivered)} channel(s): "
-                + ", ".join(str(e.data.get("channel_path") or e.source) for e in delivered))
+                + ", ".join(str(e.data.get("channel_path") or e.source)
+                            + (f" (webhook, HTTP {e.data['http_status']})" if e.kind == "http" else "")
+                            for e in delivered))
 
 
 def backup_created(f: RunFacts) -> Verdict:
@@ -230,7 +240,36 @@ def build_artifacts_ready(f: RunFacts) -> Verdict:
                 + ", ".join(str(a.get("name")) for a in artifacts))
 
 
+def _scan_from_facts(f: RunFacts, scan: dict[str, Any]) -> Verdict:
+    """The dependencies step's ``facts.security_scan``: where the scan came from, its coverage, the gate."""
+    verdict = combine(*(item_passed(f, f"dependencies.{kind}") for kind in ("read", "verify", "check")))
+    if verdict.state != "done":
+        return verdict
+    origin, fresh = scan.get("origin"), scan.get("freshness") or {}
+    if origin == "run":
+        where = f"scan run in this release ({scan.get('format')})"
+    elif origin == "provided" and fresh.get("fresh") is True:
+        where = f"provided {scan.get('format')} report, not older than the lock file by {fresh.get('rule')}"
+    else:
+        return not_done(f"the scan was neither run in this release nor a provided report shown fresh ({origin!r})")
+    coverage = scan.get("coverage") or {}
+    if coverage.get("complete") is not True:
+        return not_done(f"the scan does not cover the lock file: {coverage.get('problem') or coverage}")
+    blocking, gate = scan.get("at_or_above_gate"), scan.get("severity_gate")
+    if not isinstance(blocking, int):
+        return not_done("dependencies recorded no count of findings at or above the severity gate")
+    detail = (f"{where}: {coverage.get('audited')} of {coverage.get('locked')} locked package(s) covered by "
+              f"{coverage.get('by')}, {blocking} finding(s) at or above {gate}")
+    if blocking:
+        note = f.waiver("max_critical_vulns")
+        return Verdict("waived", detail, (note,)) if note else not_done(detail)
+    return done(detail)
+
+
 def security_scan_passed(f: RunFacts) -> Verdict:
+    scan = f.facts("dependencies").get("security_scan")
+    if isinstance(scan, dict):  # SARIF counts here when it lists the lock file with its digest (coverage by digest)
+        return _scan_from_facts(f, scan)
     verdict = item_passed(f, "dependencies.check")
     if verdict.state != "done":
         return verdict
@@ -508,12 +547,15 @@ def success_metrics_met(f: RunFacts) -> Verdict:
 #: checklist line -> (where it looks, rule), in the seed's order
 CHECKLIST_RULES: dict[str, tuple[str, Rule]] = {
     "Risk assessment complete": ("risk_assessment passed with a risk level", risk_assessment_complete),
-    "Stakeholders notified": ("notifications.verify: a delivery read back from a channel", stakeholders_notified),
+    "Stakeholders notified": ("notifications.verify: a delivery read back from a file channel or confirmed by a "
+                              "webhook receiver's answer", stakeholders_notified),
     "Backup created": ("risk_assessment facts.backup: file with sha256, still intact; or the backup waiver",
                        backup_created),
     "Dependencies validated": ("dependencies passed", dependencies_validated),
     "Build artifacts ready": ("build.check: artifacts with sha256, still intact", build_artifacts_ready),
-    "Security scan passed": ("dependencies: scan covering the locked packages, 0 critical", security_scan_passed),
+    "Security scan passed": ("dependencies facts.security_scan: run in this release or a provided report not older "
+                             "than the lock file, covering every locked package, nothing at or above the severity "
+                             "gate", security_scan_passed),
     "Infrastructure provisioned": ("provisioning passed, this version staged", infrastructure_provisioned),
     "Configuration validated": ("hardening passed at 100 % of the default security baseline",
                                 configuration_validated),

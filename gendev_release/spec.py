@@ -20,6 +20,7 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +29,8 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -39,9 +42,12 @@ from gendev_release.spec_relaxations import (
     DEFAULT_HEADERS,
     DEFAULT_MAX_ERROR_RATE_PCT,
     DEFAULT_MIN_COMPLIANCE_PCT,
+    DEFAULT_MIN_DOCUMENT_BYTES,
     DEFAULT_P95_LATENCY_MS,
     DEFAULT_REGRESSION_MIN_MS,
     DEFAULT_REGRESSION_TOLERANCE_PCT,
+    DEFAULT_ROLLBACK_SECTIONS,
+    DEFAULT_RUNBOOK_SECTIONS,
     NUMERIC_BOUNDS,
     SEED_MINIMUMS,
     Control,
@@ -49,6 +55,7 @@ from gendev_release.spec_relaxations import (
     Protects,
     Relaxation,
     alert_problems,
+    document_relaxations,
     fill_alert_thresholds,
     gate_relaxations,
     security_relaxations,
@@ -67,6 +74,13 @@ from gendev_release.spec_rules import (
     validation_problems,
 )
 from gendev_release.spec_yaml import LoaderClass, load_document
+from gendev_release.webhook_rules import (
+    JsonScalar,
+    Severity,
+    check_conn_id,
+    check_endpoint,
+    refuse_secret,
+)
 
 
 class Strategy(str, Enum):
@@ -212,19 +226,100 @@ class Endpoint(_Model):
 
 # ---------------------------------------------------------------------------------- notifications
 class FileChannel(_Model):
+    """A JSON line appended to a file inside the gendev home; delivered when the line reads back."""
+
     kind: Literal["file"] = "file"
     path: str = Field(description="JSON-lines file, relative to the gendev home (no absolute path, no '..').")
+    min_severity: Severity = Field("info", description="Only messages at or above it (info < warning < critical) "
+                                                       "are written; the others are recorded as not sent.")
 
     _check_path = field_validator("path")(
         lambda cls, v: check_relative(v, what="channel path", base="the gendev home"))
+
+    @property
+    def label(self) -> str:
+        """How reports name the channel: its path."""
+        return self.path
+
+
+class WebhookChannel(_Model):
+    """A JSON POST through an Airflow HTTP connection; delivered when the receiver's answer confirms it.
+
+    The receiver's URL, credentials and headers live in the connection (Airflow UI, or the environment
+    variable ``AIRFLOW_CONN_<CONN_ID>``), never in the spec.
+    """
+
+    kind: Literal["webhook"]
+    conn_id: str = Field(description="Airflow HTTP connection holding the receiver's host, credentials and headers "
+                                     "(Airflow UI, or env var AIRFLOW_CONN_<CONN_ID>); an id, never a URL.")
+    endpoint: str = Field("", description="Path posted to on the connection's host, e.g. /hooks/release ('' posts "
+                                          "to the connection's URL); no URL, no token.")
+    min_severity: Severity = Field("info", description="Only messages at or above it (info < warning < critical) "
+                                                       "are posted; the others are recorded as not sent.")
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="How long to wait for the receiver's answer.")
+    expect_status: int | None = Field(None, ge=200, le=299,
+                                      description="The status the receiver must answer; default: any 2xx.")
+    expect_json: dict[str, JsonScalar] | None = Field(
+        None, min_length=1, description="Dotted field -> value the receiver's JSON answer must hold, e.g. {ok: true}.")
+    expect_body_contains: str | None = Field(None, min_length=1,
+                                             description="A text the receiver's answer must contain.")
+
+    _check_conn_id = field_validator("conn_id")(lambda cls, v: check_conn_id(v))
+    _check_endpoint = field_validator("endpoint")(lambda cls, v: check_endpoint(v))
+    _check_body = field_validator("expect_body_contains")(
+        lambda cls, v: v if v is None else refuse_secret(v, "expect_body_contains"))
+
+    @field_validator("expect_json")
+    @classmethod
+    def _no_secret_expected(cls, value: dict[str, JsonScalar] | None) -> dict[str, JsonScalar] | None:
+        for key, expected in (value or {}).items():
+            refuse_secret(key, "expect_json field")
+            if isinstance(expected, str):
+                refuse_secret(expected, f"expect_json[{key!r}]")
+        return value
+
+    @property
+    def label(self) -> str:
+        """How reports name the channel: ``release_hook:/hooks/release`` (never the connection's URL)."""
+        return f"{self.conn_id}:{self.endpoint}" if self.endpoint else self.conn_id
+
+    @property
+    def path(self) -> str:
+        """The :attr:`label`, for code that lists channels by path."""
+        return self.label
+
+
+CHANNEL_KINDS: dict[str, type[FileChannel] | type[WebhookChannel]] = {"file": FileChannel, "webhook": WebhookChannel}
+
+
+def _one_channel(value: Any, handler: ValidatorFunctionWrapHandler) -> FileChannel | WebhookChannel:
+    """Validate a channel with the model its ``kind`` names (default ``file``).
+
+    Done here rather than by a pydantic discriminator, whose errors would name the tag
+    (``channels.0.webhook.conn_id``) instead of the spec's field (``channels.0.conn_id``).
+    """
+    if isinstance(value, FileChannel | WebhookChannel):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"a channel is a mapping such as {{kind: file, path: ...}}, got {type(value).__name__}")
+    kind = value.get("kind", "file")
+    model = CHANNEL_KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ValueError(f"unknown channel kind {clip(kind)}; use one of: {', '.join(CHANNEL_KINDS)}")
+    return model.model_validate(value)
+
+
+#: A notification channel, chosen by ``kind``.
+Channel = Annotated[FileChannel | WebhookChannel, WrapValidator(_one_channel)]
 
 
 class Notifications(_Model):
     """Who is told, and through which channels: ``channel`` (one) or ``channels`` (a list), never both."""
 
-    channel: FileChannel | None = Field(None, description="The one channel; or give channels.")
-    channels: list[FileChannel] | None = Field(
-        None, min_length=1, description="Every channel gets every message; a failed one does not stop the others.")
+    channel: Channel | None = Field(None, description="The one channel; or give channels.")
+    channels: list[Channel] | None = Field(
+        None, min_length=1, description="Every channel gets every message at or above its min_severity; a failed "
+                                        "one does not stop the others.")
     stakeholders: dict[str, list[str]] = Field(
         min_length=1, description="audience -> recipients, e.g. engineering: [oncall@example.com]"
     )
@@ -245,24 +340,36 @@ class Notifications(_Model):
         if self.channel is None and self.channels is None:
             raise ValueError("@channel: no notification channel; give channel: {kind: file, path: ...} "
                              "or a channels list")
-        seen: dict[str, int] = {}
+        seen: dict[tuple[str, str], int] = {}
         for index, channel in enumerate(self.channels or []):
-            if channel.path in seen:
-                raise ValueError(f"@channels: channels[{index}] repeats the path {channel.path!r} of "
-                                 f"channels[{seen[channel.path]}]; list each file once")
-            seen[channel.path] = index
+            key = (channel.kind, channel.label)
+            if key in seen:
+                what = "path" if channel.kind == "file" else "webhook"
+                raise ValueError(f"@channels: channels[{index}] repeats the {what} {channel.label!r} of "
+                                 f"channels[{seen[key]}]; list each {'file' if channel.kind == 'file' else what} "
+                                 "once")
+            seen[key] = index
+        if all(channel.min_severity != "info" for channel in self.all_channels):
+            where = "channels" if self.channels is not None else "channel"
+            raise ValueError(f"@{where}: no channel takes info messages (every min_severity is above info), so the "
+                             "release-starting and monitoring test notifications would reach no one; set "
+                             "min_severity: info on one channel")
         return self
 
     @property
-    def all_channels(self) -> list[FileChannel]:
+    def all_channels(self) -> list[FileChannel | WebhookChannel]:
         """Every channel, in spec order (``[channel]`` when the spec gives one)."""
         return list(self.channels) if self.channels is not None else [self.channel] if self.channel else []
 
-    def channel_fields(self) -> list[tuple[str, FileChannel]]:
-        """``(spec field of the channel's path, channel)``: ``notifications.channels[1].path``."""
+    def channel_places(self) -> list[tuple[str, FileChannel | WebhookChannel]]:
+        """``(spec field of the channel, channel)``: ``notifications.channels[1]``, ``notifications.channel``."""
         if self.channels is not None:
-            return [(f"notifications.channels[{i}].path", c) for i, c in enumerate(self.channels)]
-        return [("notifications.channel.path", self.channel)] if self.channel else []
+            return [(f"notifications.channels[{i}]", c) for i, c in enumerate(self.channels)]
+        return [("notifications.channel", self.channel)] if self.channel else []
+
+    def channel_fields(self) -> list[tuple[str, FileChannel | WebhookChannel]]:
+        """``(spec field naming the channel, channel)``: ``notifications.channels[1].path`` or ``...conn_id``."""
+        return [(f"{place}.{'path' if c.kind == 'file' else 'conn_id'}", c) for place, c in self.channel_places()]
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -293,10 +400,36 @@ class Approvals(_Model):
 
 
 # ------------------------------------------------------------------------------- duty inputs
+class ProvidedDocument(_Model):
+    """A document a person provides (a readiness report, an infrastructure or security document), read for substance."""
+
+    path: SpecDirPath = Field(description="The document, relative to the spec folder.")
+    sections: list[str] = Field(default_factory=list, description="Headings it must have, each with text under it.")
+    min_bytes: int = Field(200, ge=1, description="Smallest size (bytes of text without surrounding whitespace).")
+
+
 class ReadinessInputs(_Model):
+    """The runbook and rollback procedure (and further documents) are read for substance: each must have a
+    heading with text for every required section, at least ``min_document_bytes`` and name the service."""
+
     runbook: SpecDirPath = Field(description="Runbook file, relative to the spec folder.")
     rollback_procedure: SpecDirPath = Field(description="Rollback procedure file, relative to the spec folder.")
+    runbook_sections: list[str] = Field(default_factory=lambda: list(DEFAULT_RUNBOOK_SECTIONS),
+                                        description="Headings the runbook must have (a heading containing the "
+                                                    "words, or words starting alike: 'deploy' matches 'Deployment').")
+    rollback_sections: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLLBACK_SECTIONS),
+                                         description="Headings the rollback procedure must have.")
+    min_document_bytes: int = Field(DEFAULT_MIN_DOCUMENT_BYTES, ge=1,
+                                    description="Smallest size of the runbook and the rollback procedure (bytes of "
+                                                "text); below the default needs a document_standard waiver.")
+    documents: list[ProvidedDocument] = Field(
+        default_factory=list, description="Further documents read the same way: readiness reports, "
+                                          "infrastructure assessments.")
     min_free_disk_mb: int = Field(100, ge=0)
+
+    def relaxations(self) -> list[Relaxation]:
+        """Default sections dropped or a smaller minimum size (each needs a ``document_standard`` waiver)."""
+        return document_relaxations(self.runbook_sections, self.rollback_sections, self.min_document_bytes)
 
 
 class HighRiskApproval(_Model):
@@ -314,6 +447,10 @@ class BackupInputs(_Model):
     waiver: str | None = Field(None, min_length=10, description="Reason no backup is needed.")
     approved_by: str | None = Field(None, min_length=1, description="Who accepted releasing without a backup "
                                                                     "(required with waiver).")
+    contents: list[SpecDirPath] = Field(
+        default_factory=list, description="Files, relative to the spec folder, the backup must restore byte for "
+                                          "byte: the archive is opened and each must be a member (by its path or "
+                                          "name) with the file's current sha256.")
 
     _check_command = field_validator("command")(lambda cls, v: v if v is None else check_command(v))
     _check_output = field_validator("output")(lambda cls, v: v if v is None else check_output_path(v))
@@ -327,6 +464,8 @@ class BackupInputs(_Model):
                              "a backup")
         if self.waiver is None and self.approved_by is not None:
             raise ValueError("@approved_by: approved_by belongs to a backup waiver; remove it or add waiver")
+        if self.waiver is not None and self.contents:
+            raise ValueError("@contents: a waived backup restores nothing; remove contents or give command and output")
         return self
 
 
@@ -362,10 +501,52 @@ class BuildInputs(_Model):
     _check_command = field_validator("command")(lambda cls, v: check_command(v))
 
 
+ScanFormat = Literal["pip-audit", "sarif", "osv"]
+
+
+class ScanCommand(_Model):
+    """The vulnerability scanner the dependencies step runs in the release."""
+
+    command: Command = Field(description="argv of the scanner (placeholders as in every command: {python}, "
+                                         "{spec_dir}, {workdir}, ...); it scans the lock file and writes output. Exit "
+                                         "0 (nothing found) or 1 (findings, as pip-audit and osv-scanner signal them) "
+                                         "with output written counts as a completed scan.")
+    output: str = Field(description="File the scanner writes, relative to the run's workdir (a leading {workdir}/ or "
+                                    "{artifacts_dir}/ is allowed, no other placeholder); removed before the scanner "
+                                    "starts, so only this run's scan is read.")
+    format: ScanFormat = Field("pip-audit", description="pip-audit JSON, SARIF 2.1.0, or osv (OSV-Scanner JSON).")
+
+    _check_command = field_validator("command")(lambda cls, v: check_command(v))
+    _check_output = field_validator("output")(lambda cls, v: check_output_path(v))
+
+
 class DependencyInputs(_Model):
+    """The lock file and the vulnerability scan: ``scan`` (run in the release) or ``scan_report`` (provided)."""
+
     lock_file: SpecDirPath = Field(description="Lock file, relative to the spec folder.")
-    scan_report: SpecDirPath = Field(description="Vulnerability scan report, relative to the spec folder.")
-    scan_format: Literal["pip-audit", "sarif"] = "pip-audit"
+    scan: ScanCommand | None = Field(None, description="The scanner, run in this release; give this or "
+                                                       "scan_report.")
+    scan_report: SpecDirPath | None = Field(
+        None, description="A vulnerability scan report provided instead of scan, relative to the spec folder. "
+                          "Refused when it is older than the lock file (by the last commit time of both when both "
+                          "are committed unmodified in the same git repository, else by their file modification "
+                          "times) or does not cover every locked package at its locked version.")
+    scan_format: ScanFormat = Field("pip-audit", description="Format of scan_report (ignored with scan, which names "
+                                                             "its own in scan.format).")
+    severity_gate: Literal["critical", "high", "medium", "low"] = Field(
+        "critical", description="Findings at or above this severity count against quality_gates.max_critical_vulns "
+                                "(CVSS >= 9.0 critical, >= 7.0 high, >= 4.0 medium; a finding without a severity "
+                                "counts as critical).")
+
+    @model_validator(mode="after")
+    def _one_scan(self) -> DependencyInputs:
+        if self.scan is None and self.scan_report is None:
+            raise ValueError("@scan: no vulnerability scan; give scan: {command: [...], output: ..., format: ...} to "
+                             "run the scanner in the release, or scan_report: a report it wrote")
+        if self.scan is not None and self.scan_report is not None:
+            raise ValueError("@scan_report: give scan (run in the release) or scan_report (provided), not both; "
+                             "remove one")
+        return self
 
 
 class DestructiveWaiver(_Model):
@@ -384,6 +565,10 @@ class InfrastructureInputs(_Model):
         None, description="Runs before apply; when it prints JSON, that is Terraform plan JSON (terraform show "
                           "-json tfplan) and any delete or replace in it blocks the release unless waived.")
     apply_command: Command | None = Field(None, description="Runs only after an accepted plan.")
+    docs: list[ProvidedDocument] = Field(
+        default_factory=list, description="Infrastructure documents (a provisioning guide, the environment's "
+                                          "description) read for substance: size, required sections, the service's "
+                                          "name.")
     destructive_waivers: list[DestructiveWaiver] = Field(
         default_factory=list,
         description="One per resource address the plan may delete or replace; a waiver the plan does not use is "
@@ -423,6 +608,10 @@ class SecurityInputs(_Model):
     tls_min_days: int = Field(14, ge=0)
     min_compliance_pct: float = Field(DEFAULT_MIN_COMPLIANCE_PCT, ge=0, le=100,
                                       description="Share of the required controls that must pass.")
+    docs: list[ProvidedDocument] = Field(
+        default_factory=list, description="Security hardening and compliance documents (the security policy, its "
+                                          "exceptions) read for substance: size, required sections, the service's "
+                                          "name.")
 
     def relaxations(self) -> list[Relaxation]:
         """Default controls or headers left out, and a compliance minimum under 100 %."""
@@ -454,9 +643,55 @@ class AlertRule(_Model):
                                                         "0-1 ratio) or p95_latency (the metric is in seconds).")
 
 
+class PrometheusInputs(_Model):
+    """The Prometheus server monitoring reads through its HTTP API (``/api/v1``): an existing one
+    (``url``) or one started on 127.0.0.1 for the service (``launch: local``, the Debian package
+    ``prometheus``) that scrapes the target's router at ``monitoring.metrics_path`` with the spec's
+    alert rules loaded. Give exactly one of the two."""
+
+    url: str | None = Field(None, description="Base URL of an existing Prometheus, e.g. http://prometheus:9090 "
+                                              "(http or https, no credentials); its rule files must hold every "
+                                              "spec alert rule.")
+    launch: Literal["local"] | None = Field(None, description="local: start Prometheus on 127.0.0.1 for this "
+                                                              "service (apt-get install prometheus).")
+    job: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]+$",
+                            description="The job label of this service's series (default: the service name).")
+    scrape_interval_seconds: float = Field(1.0, ge=0.1, le=300,
+                                           description="Scrape and rule evaluation interval of the launched "
+                                                       "Prometheus (launch: local only).")
+    timeout_seconds: float = Field(5.0, gt=0, le=120, description="Timeout of each HTTP API request.")
+
+    @field_validator("url")
+    @classmethod
+    def _plain_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host; e.g. http://127.0.0.1:9090")
+        if parts.username or parts.password:
+            raise ValueError("credentials in the URL are not supported; use a Prometheus reachable without them")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{value!r} has a query or fragment; give the server's base URL only")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_server(self) -> PrometheusInputs:
+        if (self.url is None) == (self.launch is None):
+            raise ValueError("@url: give either url (an existing Prometheus) or launch: local (one started on "
+                             "127.0.0.1), not both and not neither")
+        if self.url is not None and "scrape_interval_seconds" in self.model_fields_set:
+            raise ValueError("@scrape_interval_seconds: applies to launch: local only; an existing Prometheus "
+                             "keeps its own scrape interval")
+        return self
+
+
 class MonitoringInputs(_Model):
     metrics_path: str = Field("/metrics", pattern=r"^/[^\s]*$")
     alert_rules: list[AlertRule] = Field(min_length=1)
+    prometheus: PrometheusInputs | None = Field(
+        None, description="The Prometheus monitoring reads (url or launch: local); without it the metrics path is "
+                          "scraped directly.")
     observation_seconds: float = Field(5.0, gt=0, le=3600)
     sample_interval_seconds: float = Field(1.0, gt=0, le=600)
     dashboard: SpecDirPath | None = Field(None, description="Dashboard definition file, relative to the spec "
@@ -467,6 +702,9 @@ class TestSuite(_Model):
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     command: Command
     junit: WorkdirPath = Field(description="JUnit XML the command writes, relative to {workdir}.")
+    kind: Literal["integration", "acceptance"] = Field(
+        "integration", description="What the suite validates: integration (the service's contracts) or acceptance "
+                                   "(user acceptance tests); QA needs the results of at least one acceptance suite.")
 
     _check_command = field_validator("command")(lambda cls, v: check_command(v))
 
@@ -485,8 +723,36 @@ class LoadTestInputs(_Model):
     path: str = Field("/version", pattern=r"^/[^\s]*$")
 
 
+class SmokeInputs(_Model):
+    openapi_path: str | None = Field(
+        None, pattern=r"^/[^\s]*$",
+        description="Where the new version lists its routes (OpenAPI JSON, e.g. /openapi.json); when set, every GET "
+                    "route it lists must be exercised by the smoke suite (a route with {parameters} through a "
+                    "critical endpoint that matches it).")
+
+
 class TrainingInputs(_Model):
-    audiences: list[str] = Field(default_factory=lambda: ["end-users", "support", "engineering"], min_length=1)
+    audiences: list[str] = Field(
+        default_factory=lambda: ["end-users", "support", "engineering"], min_length=1,
+        description="Who is trained; each one (and each notifications.stakeholders audience) needs a 'For <audience>' "
+                    "section in the training materials that covers every user-facing change.")
+    materials: SpecDirPath | None = Field(
+        None, description="Training materials written by a person (Markdown), relative to the spec folder: a '## "
+                          "Changes' section with one entry per user-facing change (its short hash) and a 'For "
+                          "<audience>' section per audience. Generated from the git range when absent.")
+    user_facing_paths: list[RepoPathspec] = Field(
+        default_factory=list,
+        description="Paths (git pathspecs, relative to the repo root) whose change is user-facing: a commit touching "
+                    "one needs training even when it is not a feat, fix or breaking commit.")
+
+
+class ReleaseNotesInputs(_Model):
+    path: SpecDirPath | None = Field(
+        None, description="Release notes written by a person (Markdown), relative to the spec folder: every commit of "
+                          "the range by short hash and subject under its section (Features, Bug fixes, ... or Other "
+                          "changes), breaking ones under 'Breaking changes', a plain-language Summary naming the "
+                          "version, every new feature and every breaking change (no hashes), and a 'Technical "
+                          "details' or 'Changelog' section. Generated from the git range when absent.")
 
 
 class BlueGreenSettings(_Model):
@@ -531,6 +797,8 @@ class ReleaseSpec(_Model):
     monitoring: MonitoringInputs
     qa: QAInputs
     load_test: LoadTestInputs = Field(default_factory=LoadTestInputs)
+    smoke: SmokeInputs = Field(default_factory=SmokeInputs)
+    release_notes: ReleaseNotesInputs = Field(default_factory=ReleaseNotesInputs)
     training: TrainingInputs = Field(default_factory=TrainingInputs)
 
     _source: Path | None = PrivateAttr(default=None)
@@ -578,7 +846,7 @@ class ReleaseSpec(_Model):
         """Every value looser than the standard (each one needs a waiver in ``quality_gates.waivers``)."""
         gates = self.quality_gates
         _, alerts = alert_problems(self.monitoring.alert_rules, gates.p95_latency_ms, gates.max_error_rate_pct)
-        return [*gates.relaxations(), *self.security.relaxations(), *alerts]
+        return [*gates.relaxations(), *self.security.relaxations(), *self.readiness.relaxations(), *alerts]
 
     @property
     def dag_id(self) -> str:

@@ -22,7 +22,8 @@ from typing import Any, Literal, Protocol
 #: Every gate a waiver may name. The first six are the seed's gates and the SLA (kept for older specs).
 GateName = Literal["build_success_pct", "test_pass_pct", "max_critical_vulns", "health_pass_pct",
                    "p95_latency_ms", "max_error_rate_pct", "regression_tolerance_pct", "regression_min_ms",
-                   "min_compliance_pct", "required_controls", "required_headers", "alert_rules"]
+                   "min_compliance_pct", "required_controls", "required_headers", "alert_rules",
+                   "document_standard"]
 
 #: The seed's quality gates ("Quality Gates" section). Percentages are minimums except where named max.
 SEED_MINIMUMS: dict[str, float] = {
@@ -148,6 +149,33 @@ def security_relaxations(required_controls: Sequence[str], required_headers: Seq
     compliance = numeric_relaxation("min_compliance_pct", min_compliance_pct)
     if compliance is not None:
         found.append(compliance)
+    return found
+
+
+# ------------------------------------------------------------------------------ provided documents
+#: What the readiness step asks of the runbook and the rollback procedure unless a waiver says otherwise.
+DEFAULT_RUNBOOK_SECTIONS: tuple[str, ...] = ("deploy", "verify", "escalation")
+DEFAULT_ROLLBACK_SECTIONS: tuple[str, ...] = ("manual rollback",)
+DEFAULT_MIN_DOCUMENT_BYTES = 200
+
+
+def document_relaxations(runbook_sections: Sequence[str], rollback_sections: Sequence[str],
+                         min_document_bytes: int) -> list[Relaxation]:
+    """Default sections left out of the runbook or rollback procedure, or a smaller minimum size."""
+    found = []
+    for field, given, defaults in (("readiness.runbook_sections", runbook_sections, DEFAULT_RUNBOOK_SECTIONS),
+                                   ("readiness.rollback_sections", rollback_sections, DEFAULT_ROLLBACK_SECTIONS)):
+        wanted = {section.strip().lower() for section in given}
+        dropped = [section for section in defaults if section not in wanted]
+        if dropped:
+            found.append(Relaxation("document_standard", field, list(given), list(defaults),
+                                    f"{field} leaves out the default section(s) {', '.join(dropped)}",
+                                    "add them back"))
+    if min_document_bytes < DEFAULT_MIN_DOCUMENT_BYTES:
+        found.append(Relaxation("document_standard", "readiness.min_document_bytes", min_document_bytes,
+                                DEFAULT_MIN_DOCUMENT_BYTES,
+                                f"readiness.min_document_bytes={min_document_bytes} is below the package default "
+                                f"{DEFAULT_MIN_DOCUMENT_BYTES}", f"use {DEFAULT_MIN_DOCUMENT_BYTES} or more"))
     return found
 
 

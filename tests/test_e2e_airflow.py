@@ -253,12 +253,12 @@ def test_a_cleared_phase_never_succeeds_while_the_old_version_serves(stack: Airf
 
 
 def test_a_failure_before_the_switch_is_cleared_and_reruns_to_success(stack: AirflowStack, dags: Path) -> None:
-    audit = dags / "releases" / "demo" / "pip-audit.json"
-    good = audit.read_text()
-    report = json.loads(good)
-    report["dependencies"][0]["vulns"] = [{"id": "GHSA-e2e-test", "fix_versions": ["99.0"],
-                                           "description": "injected critical vulnerability"}]
-    audit.write_text(json.dumps(report))
+    # A new advisory for a locked version: the scanner the dependencies step runs finds it.
+    advisory = dags / "releases" / "demo" / "advisories" / "GHSA-e2e-test.json"
+    advisory.write_text(json.dumps({
+        "id": "GHSA-e2e-test", "modified": "2026-01-01T00:00:00Z", "summary": "injected critical vulnerability",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "anyio"}, "versions": ["4.16.0"]}],
+        "database_specific": {"severity": "CRITICAL"}}))
     try:
         assert stack.trigger(DAG_ID, "e2e-rerun", {"version": "1.4.0"}).status_code == 200
         assert stack.wait_for_run(DAG_ID, "e2e-rerun") == "failed"
@@ -267,7 +267,7 @@ def test_a_failure_before_the_switch_is_cleared_and_reruns_to_success(stack: Air
         assert states["failure.abort"] == "success" and states["failure.rollback"] == "skipped", states
         assert served_version(stack.gendev_home) == "1.3.0"
     finally:
-        audit.write_text(good)  # the scanner's new report is clean
+        advisory.unlink()  # the advisory is withdrawn: the scan of the re-run is clean
     clear(stack, "e2e-rerun", "p3_build.dependencies")
     assert stack.wait_for_run(DAG_ID, "e2e-rerun") == "success", stack.task_states(DAG_ID, "e2e-rerun")
     states = stack.task_states(DAG_ID, "e2e-rerun")

@@ -385,6 +385,6 @@ def test_run_duty_decides_the_report_item_through_the_runs_store(tmp_path: Path,
     item = _report_item(report)
     assert item.passed, item.detail
     assert item.evidence[0].source == str(ctx.paths.evidence_dir / "drafts" / "release_plan.json")
-    assert [m["name"] for m in ctx.store.manifest()] == ["release plan", "release plan (Markdown)"]
+    assert [m["name"] for m in ctx.store.manifest()] == ["Release plan", "Deployment schedule"]
     ctx.store.save(report)
     assert _verify(ctx.paths.evidence_dir, capsys)[0] == EXIT_OK

@@ -14,13 +14,23 @@ import pytest
 
 from gendev_release.formats import (
     CoverageReport,
+    Finding,
     FormatError,
     PlanFormatError,
+    ScanFormatError,
     coverage_timestamp,
+    cvss3_base_score,
     parse_coverage_text,
     parse_coverage_xml,
+    parse_osv_record,
+    parse_osv_scanner,
+    parse_pip_audit,
+    parse_sarif,
+    parse_scan_report,
     parse_terraform_plan,
     parse_xml,
+    severity_of_label,
+    severity_of_score,
     stale_coverage_problem,
 )
 
@@ -206,3 +216,168 @@ def test_plan_that_breaks_the_format_is_refused(change, message: str) -> None:
 def test_plan_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(PlanFormatError, match="a Terraform plan is a JSON object, got list"):
         parse_terraform_plan([plan_fixture()], "tfplan.json")
+
+
+# ========================================================================= vulnerability scans
+#: What ``pip-audit -f json`` writes (pip-audit 2.7): dependencies with vulns, a skipped local package, fixes.
+PIP_AUDIT = {
+    "dependencies": [
+        {"name": "Jinja2", "version": "3.1.2", "vulns": [
+            {"id": "GHSA-h5c8-rqwp-cp95", "fix_versions": ["3.1.3"], "aliases": ["CVE-2024-22195"],
+             "description": "xmlattr filter allows keys with spaces"}]},
+        {"name": "idna", "version": "3.20", "vulns": []},
+        {"name": "local-pkg", "skip_reason": "Dependency not found on PyPI and could not be audited: local-pkg (0.1)"},
+    ],
+    "fixes": [],
+}
+#: An OSV-Scanner (``--format json --all-packages``) result for a requirements file.
+OSV_SCANNER = {
+    "results": [{
+        "source": {"path": "/src/requirements.txt", "type": "lockfile"},
+        "packages": [
+            {"package": {"name": "h11", "version": "0.14.0", "ecosystem": "PyPI"},
+             "vulnerabilities": [{
+                 "id": "GHSA-vqfr-h8mv-ghfj", "modified": "2025-04-25T14:35:00Z", "aliases": ["CVE-2025-43859"],
+                 "summary": "h11 accepts some malformed Chunked-Encoding bodies",
+                 "affected": [{"package": {"ecosystem": "PyPI", "name": "h11"}, "ranges": [
+                     {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "0.16.0"}]}]}],
+                 "database_specific": {"severity": "CRITICAL"}}],
+             "groups": [{"ids": ["GHSA-vqfr-h8mv-ghfj"], "aliases": ["CVE-2025-43859"], "max_severity": "9.1"}]},
+            {"package": {"name": "idna", "version": "3.20", "ecosystem": "PyPI"}, "vulnerabilities": [], "groups": []},
+        ]}],
+}
+
+
+@pytest.mark.parametrize(("vector", "score"), [
+    ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", 9.8), ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:N", 9.1),
+    ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H", 7.5), ("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N", 6.1),
+    ("CVSS:3.1/AV:L/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H", 6.2), ("CVSS:3.0/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H", 7.8),
+    ("CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:C/C:H/I:H/A:H", 9.0), ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N", 0.0),
+])
+def test_cvss3_base_scores_match_the_published_ones(vector: str, score: float) -> None:
+    assert cvss3_base_score(vector) == score
+
+
+@pytest.mark.parametrize(("vector", "message"), [
+    ("AV:N/AC:L/Au:N/C:P/I:P/A:P", "is not a CVSS v3 vector"),
+    ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H", "base metric A missing"),
+    ("CVSS:3.1/AV:X/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "base metric AV missing or not in its vocabulary"),
+    ("CVSS:3.1/AV:N/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "is not METRIC:VALUE once"),
+])
+def test_broken_cvss_vectors_are_refused(vector: str, message: str) -> None:
+    with pytest.raises(ScanFormatError, match=message):
+        cvss3_base_score(vector)
+
+
+def test_severity_levels() -> None:
+    assert [severity_of_score(s) for s in (9.0, 8.9, 7.0, 4.0, 3.9, 0.0)] == [
+        "critical", "high", "high", "medium", "low", "none"]
+    assert severity_of_label("moderate") == "medium" and severity_of_label("urgent") is None
+    unknown = Finding("X", None, None, "unknown")
+    assert unknown.at_or_above("critical")  # no severity is never assumed harmless
+    assert Finding("X", None, None, "high").at_or_above("high") and not Finding("X", None, None,
+                                                                                "high").at_or_above("critical")
+
+
+def test_pip_audit_json_is_read_and_a_missing_severity_counts_as_critical() -> None:
+    report = parse_pip_audit(PIP_AUDIT, "audit.json")
+    assert report.packages == {"jinja2": "3.1.2", "idna": "3.20"}
+    assert report.skipped == {"local-pkg": "Dependency not found on PyPI and could not be audited: local-pkg (0.1)"}
+    [finding] = report.findings
+    assert (finding.id, finding.package, finding.severity, finding.aliases, finding.fix_versions) == (
+        "GHSA-h5c8-rqwp-cp95", "Jinja2", "unknown", ("CVE-2024-22195",), ("3.1.3",))
+    assert [f.id for f in report.at_or_above("critical")] == ["GHSA-h5c8-rqwp-cp95"]
+    legacy = parse_pip_audit([{"name": "idna", "version": "3.20", "vulns": []}])
+    assert legacy.packages == {"idna": "3.20"} and legacy.findings == ()
+
+
+def test_pip_audit_severity_labels_and_scores() -> None:
+    vulns = [{"id": "A", "severity": "MODERATE"}, {"id": "B", "severity": "critical"}, {"id": "C", "severity": 9.8},
+             {"id": "D", "severity": "7.5"}]
+    report = parse_pip_audit({"dependencies": [{"name": "x", "version": "1", "vulns": vulns}]})
+    assert [(f.id, f.severity, f.rated_by) for f in report.findings] == [
+        ("A", "medium", "label MODERATE"), ("B", "critical", "label critical"), ("C", "critical", "score 9.8"),
+        ("D", "high", "score 7.5")]
+
+
+def test_sarif_findings_levels_and_artifacts() -> None:
+    data = {"version": "2.1.0", "runs": [{
+        "tool": {"driver": {"name": "trivy", "rules": [{"id": "CVE-2", "properties": {"security-severity": "7.5"}},
+                                                       {"id": "CVE-3", "properties": {"security-severity": "9.8"}}]}},
+        "artifacts": [{"location": {"uri": "requirements.lock"}, "hashes": {"sha-256": "AB" * 32}}],
+        "results": [
+            {"ruleId": "CVE-1", "level": "error", "message": {"text": "a"}, "properties": {"security-severity": "9.1"}},
+            {"ruleId": "CVE-2", "level": "error", "message": {"text": "b"}},
+            {"ruleIndex": 1, "level": "warning", "message": {"text": "c"}},
+            {"ruleId": "LINT-1", "level": "error", "message": {"text": "no severity at all"}},
+            {"ruleId": "LINT-2", "level": "note", "message": {"text": "d"}}]}]}
+    report = parse_sarif(data, "scan.sarif")
+    assert report.packages is None
+    assert [(f.id, f.severity) for f in report.findings] == [
+        ("CVE-1", "critical"), ("CVE-2", "high"), ("CVE-3", "critical"), ("LINT-1", "unknown"), ("LINT-2", "low")]
+    assert [(a.uri, a.sha256) for a in report.artifacts] == [("requirements.lock", "ab" * 32)]
+
+
+def test_osv_scanner_json_is_read() -> None:
+    report = parse_osv_scanner(OSV_SCANNER, "osv.json")
+    assert report.packages == {"h11": "0.14.0", "idna": "3.20"}
+    [finding] = report.findings
+    assert (finding.id, finding.package, finding.version, finding.severity, finding.score, finding.fix_versions) == (
+        "GHSA-vqfr-h8mv-ghfj", "h11", "0.14.0", "critical", 9.1, ("0.16.0",))
+
+
+def test_osv_record_is_read_with_its_severity() -> None:
+    record = json.loads((Path(__file__).parents[1] / "dags" / "releases" / "demo" / "advisories" /
+                         "GHSA-h8pj-cxx2-jfg2.json").read_text(encoding="utf-8"))
+    advisory = parse_osv_record(record, "GHSA-h8pj-cxx2-jfg2.json")
+    assert (advisory.severity, advisory.score, advisory.rated_by) == (
+        "critical", 9.1, "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:N")
+    [affected] = advisory.affected
+    assert (affected.ecosystem, affected.name, affected.fixed_versions()) == ("PyPI", "httpx", ("0.23.0",))
+    label_only = parse_osv_record({**record, "severity": []})
+    assert (label_only.severity, label_only.rated_by) == ("critical", "label CRITICAL")
+    bare = parse_osv_record({"id": "PYSEC-1", "modified": "2024-01-01T00:00:00Z", "affected": []})
+    assert bare.severity == "unknown"
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    ({"modified": "x"}, "not an OSV record: no 'id'"),
+    ({"id": "A"}, "OSV record A has no 'modified' time"),
+    ({"id": "A", "modified": "x", "affected": [{"package": {"name": "x"}}]}, r"A.affected\[0\].package has no "
+                                                                            "ecosystem and name"),
+    ({"id": "A", "modified": "x", "affected": [{"package": {"ecosystem": "PyPI", "name": "x"},
+                                                "ranges": [{"type": "NPM", "events": []}]}]},
+     r"ranges\[0\].type is not one of ECOSYSTEM, SEMVER, GIT"),
+    ({"id": "A", "modified": "x", "affected": [{"package": {"ecosystem": "PyPI", "name": "x"},
+                                                "ranges": [{"type": "ECOSYSTEM", "events": [{"fixed": "1"}]}]}]},
+     "events has no 'introduced' event"),
+    ({"id": "A", "modified": "x", "affected": [{"package": {"ecosystem": "PyPI", "name": "x"}, "ranges": [
+        {"type": "ECOSYSTEM", "events": [{"introduced": "0", "fixed": "1"}]}]}]}, r"events\[0\] is not one of"),
+    ({"id": "A", "modified": "x", "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N"}]},
+     r"A.severity\[0\]: CVSS vector"),
+])
+def test_broken_osv_records_are_refused(record: dict, message: str) -> None:
+    with pytest.raises(ScanFormatError, match=message):
+        parse_osv_record(record, "adv.json")
+
+
+@pytest.mark.parametrize(("text", "fmt", "message"), [
+    ("{not json", "pip-audit", "r.json: not valid JSON"),
+    ('{"deps": []}', "pip-audit", "pip-audit JSON has no 'dependencies' key"),
+    ('{"dependencies": [{"version": "1"}]}', "pip-audit", r"dependencies\[0\] has no 'name'"),
+    ('{"dependencies": [{"name": "x", "vulns": [{"fix_versions": []}]}]}', "pip-audit",
+     r"dependencies\[0\] \(x\).vulns\[0\] has no 'id'"),
+    ('{"dependencies": [{"name": "x", "vulns": [{"id": "A", "severity": "urgent"}]}]}', "pip-audit",
+     "severity 'urgent' is neither a label"),
+    ('{"version": "2.1.0"}', "sarif", "SARIF has no 'runs' list"),
+    ('{"version": "1.0", "runs": []}', "sarif", "SARIF version '1.0' is not 2.1.0"),
+    ('{"version": "2.1.0", "runs": [{"results": [{"properties": {"security-severity": "high"}}]}]}', "sarif",
+     "security-severity 'high' is not a number"),
+    ('{"version": "2.1.0", "runs": [{"results": [{"level": "fatal"}]}]}', "sarif", "level 'fatal' is not one of"),
+    ('{"version": "2.1.0", "runs": [{"artifacts": [{"hashes": {}}]}]}', "sarif", "has no location.uri"),
+    ('{"results": {}}', "osv", "OSV-Scanner JSON has no 'results' list"),
+    ("[]", "trivy", "unknown scan format 'trivy'"),
+])
+def test_scan_report_errors_are_clear(text: str, fmt: str, message: str) -> None:
+    with pytest.raises(ScanFormatError, match=message):
+        parse_scan_report(text, fmt, "r.json")

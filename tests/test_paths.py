@@ -194,5 +194,6 @@ def test_a_spec_input_symlinked_outside_becomes_a_blocker(tmp_path: Path) -> Non
         spec.input_path("readiness.runbook", spec.readiness.runbook)
     report = run_duty(_context(tmp_path, spec), "readiness")
     assert report.status == "failed"
-    [blocker] = [b for b in report.blocking_issues if "crashed" in b]
-    assert blocker.startswith("duty readiness crashed: PathEscape: readiness.runbook: 'demo/runbook.md' resolves to ")
+    [blocker] = [b for b in report.blocking_issues if b.startswith("readiness.read")]
+    assert blocker.startswith("readiness.read: readiness.runbook: 'demo/runbook.md' resolves to ")
+    assert "(through a symbolic link); it must stay inside" in blocker

@@ -106,7 +106,7 @@ def test_a_hit_never_carries_the_secret() -> None:
 
 def test_the_demo_inputs_are_clean() -> None:
     demo = Path(__file__).resolve().parents[1] / "dags" / "releases" / "demo"
-    for path in sorted(demo.iterdir()):
+    for path in sorted(p for p in demo.rglob("*") if p.is_file()):
         assert scan_secrets(path.read_text(encoding="utf-8"), path.name) == [], path.name
 
 

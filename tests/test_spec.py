@@ -376,9 +376,14 @@ RELAXATIONS = [
      "rule latency-p95 fires at demo_http_request_p95_seconds > 0.3, looser than the SLA it protects "
      "(quality_gates.p95_latency_ms=250 is 0.25 in seconds); lower the threshold to 0.25 or less (or leave it "
      "out: a rule that protects an SLA defaults to it)"),
+    (lambda d: d["readiness"].update(min_document_bytes=1), "readiness.min_document_bytes", "document_standard",
+     "readiness.min_document_bytes=1 is below the package default 200; use 200 or more"),
+    (lambda d: d["readiness"].update(runbook_sections=["deploy"]), "readiness.runbook_sections",
+     "document_standard", "readiness.runbook_sections leaves out the default section(s) verify, escalation; "
+     "add them back"),
 ]
 RELAXATION_IDS = ["min_compliance", "controls", "headers", "regression_tolerance", "regression_min_ms", "p95_sla",
-                  "error_sla", "error_alert", "latency_alert"]
+                  "error_sla", "error_alert", "latency_alert", "document_size", "runbook_sections"]
 
 
 @pytest.mark.parametrize(("relax", "field", "gate", "problem"), RELAXATIONS, ids=RELAXATION_IDS)

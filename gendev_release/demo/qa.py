@@ -1,9 +1,14 @@
 """Integration and user-acceptance checks for the demo service, written as JUnit XML.
 
-Run it as ``python -m gendev_release.demo.qa --base-url URL --junit FILE``. Each check is one
-real HTTP exchange with the running service (through the router in a release) and becomes one
-``<testcase>``; a failed check carries a ``<failure>`` whose message says what was expected and
-what came back. Exit code 1 when any check failed, 0 otherwise (2 for bad arguments), like pytest.
+Run it as ``python -m gendev_release.demo.qa --base-url URL --junit FILE [--suite integration|acceptance]
+[--expect-version VERSION]``. Each check is one real HTTP exchange with the running service
+(through the router in a release) and becomes one ``<testcase>``; a failed check carries a
+``<failure>`` whose message says what was expected and what came back. Exit code 1 when any check
+failed, 0 otherwise (2 for bad arguments), like pytest.
+
+The ``integration`` suite checks the service's contracts (status codes, JSON shapes, headers,
+metrics); the ``acceptance`` suite walks what a user does (browse the items, get the release they
+were promised) and needs ``--expect-version``, the version the release ships.
 """
 
 from __future__ import annotations
@@ -131,6 +136,53 @@ CHECKS: tuple[QACheck, ...] = (
 )
 
 
+# ------------------------------------------------------------------------------ user acceptance
+def check_items_browsable(base: str, client: httpx.Client) -> str:
+    """A user opens the item list: every item has a name to show, none is listed twice."""
+    result = _get(base, "/api/items", client)
+    _expect_status(result, "/api/items", 200)
+    content_type = result.headers.get("content-type", "")
+    if not content_type.startswith("application/json"):
+        raise CheckFailed(f"GET /api/items answered Content-Type {content_type!r}, expected application/json")
+    payload = _json(result, "/api/items")
+    items = payload.get("items") if isinstance(payload, dict) else payload
+    if not isinstance(items, list) or not items:
+        raise CheckFailed(f"GET /api/items: a user sees no items ({str(payload)[:200]})")
+    unnamed = [index for index, entry in enumerate(items)
+               if not isinstance(entry, dict) or not str(entry.get("name") or "").strip()]
+    if unnamed:
+        raise CheckFailed(f"GET /api/items: item(s) at index {unnamed} have no name to show")
+    names = [str(entry["name"]) for entry in items]
+    if len(set(names)) != len(names):
+        raise CheckFailed(f"GET /api/items: items listed twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    return f"{len(items)} named items"
+
+
+def release_served(expected: str) -> QACheck:
+    """A user gets the version the release promised, on every one of a few requests."""
+
+    def check(base: str, client: httpx.Client) -> str:
+        seen = []
+        for _ in range(3):
+            result = _get(base, "/version", client)
+            _expect_status(result, "/version", 200)
+            payload = _json(result, "/version")
+            seen.append(payload.get("version") if isinstance(payload, dict) else None)
+        wrong = [version for version in seen if version != expected]
+        if wrong:
+            raise CheckFailed(f"GET /version answered {seen}, expected the released version {expected!r} every time")
+        return f"version {expected} served"
+
+    return QACheck("released_version_served", check)
+
+
+def acceptance_checks(expected_version: str) -> tuple[QACheck, ...]:
+    return (QACheck("items_browsable", check_items_browsable), release_served(expected_version))
+
+
+SUITES: dict[str, str] = {"integration": SUITE, "acceptance": "demo-acceptance"}
+
+
 def run_checks(base_url: str, checks: tuple[QACheck, ...] = CHECKS) -> list[CaseResult]:
     """Run every check once against ``base_url``; a check never stops the others."""
     cases = []
@@ -153,9 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gendev_release.demo.qa", description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", required=True, help="the service's URL, e.g. the router's")
     parser.add_argument("--junit", required=True, type=Path, help="JUnit XML file to write")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="integration", help="which checks to run")
+    parser.add_argument("--expect-version", default=None, help="the released version (required by acceptance)")
     args = parser.parse_args(argv)
-    cases = run_checks(args.base_url)
-    write_junit(args.junit, SUITE, cases)
+    if args.suite == "acceptance" and not args.expect_version:
+        parser.error("--suite acceptance needs --expect-version (the version the release ships)")
+    checks = acceptance_checks(args.expect_version) if args.suite == "acceptance" else CHECKS
+    cases = run_checks(args.base_url, checks)
+    write_junit(args.junit, SUITES[args.suite], cases)
     failed = [case for case in cases if case.failure is not None]
     for case in cases:
         print(f"{'FAIL' if case.failure else 'ok  '} {case.name}" + (f": {case.failure}" if case.failure else ""))

@@ -4,126 +4,95 @@
 on consecutive health successes, switches while sending requests to every critical endpoint
 through the router and counting, per endpoint, those that fail (zero-downtime evidence:
 ``facts["failed_switch_requests_by_path"]``, :mod:`gendev_release.duties.switch_watch`), then
-judges every health check once through the router. Last it rehearses the rollback without moving
-traffic (:func:`rehearse_rollback`): the previous slot must answer its health checks on its own URL
-and the target must confirm a rollback is only a traffic move (``facts["rollback_rehearsal"]``).
-A gate that fails leaves traffic where it was; a check that fails after the switch fails the step
-with ``facts["traffic_moved"] = True`` so the rollback path takes over.
+asks the router as clients do: every health check and critical endpoint as the spec expects, and
+every answer of the version endpoint naming this run's version (:func:`gendev_release.serving.check_serving`).
+Last it rehearses the rollback without moving traffic (:func:`rehearse_rollback`): the previous
+slot must answer its health checks on its own URL and the target must confirm a rollback is only a
+traffic move (``facts["rollback_rehearsal"]``). A gate that fails leaves traffic where it was; a
+check that fails after the switch fails the step with ``facts["traffic_moved"] = True`` so the
+rollback path takes over.
 
+Items: ``read`` holds the strategy log against the target's own report (provisioning's staged slot
+is the target's, and the switch the log records is the one the target shows: active slot, the run
+that moved it, its history); ``verify`` is the pre-switch gate on the live staged slot; ``check``
+is what clients got during and after the switch. The phase 5 deliverables are written from the
+same observations (:mod:`.deployment_records`).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 from gendev_release.context import DutyContext
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import describe_slot, router_url, target_evidence
+from gendev_release.duties.deployment_records import (
+    ExecutionRecord,
+    GateState,
+    StrategyLog,
+    check_rows,
+    log_disagreements,
+    status_snapshot,
+)
 from gendev_release.duties.environment import pending_changes
+from gendev_release.duties.health_gate import wait_for_streak
 from gendev_release.duties.switch_watch import (
     PathTally,
     SwitchObserver,
     count_failed,
     tally_by_path,
+    tally_by_phase,
 )
 from gendev_release.facts import StagedRevision, handed_on
-from gendev_release.probes import CheckResult, run_checks
+from gendev_release.probes import run_checks
 from gendev_release.report import Evidence, ReportBuilder, utcnow
-from gendev_release.targets.base import SlotInfo
+from gendev_release.serving import check_serving
+from gendev_release.targets.base import SlotInfo, TargetStatus
+from gendev_release.verification_matrix import ItemProof
 
 STRATEGY_STEPS: tuple[str, ...] = ("pre_switch_gate", "switch", "post_switch_checks", "rollback_rehearsal")
 PROVISIONING_TASK = "p4_environment.provisioning"
+_TESTS = "tests/duties/test_deployment.py"
+
+#: How the read, verify and check items of ``execute_strategy`` are decided (the verification matrix).
+PROOFS: dict[str, ItemProof] = {
+    "execute_strategy.read": ItemProof(
+        evidence="the target's status report before and after the attempt (staged, active and previous slots, the "
+                 "run that moved traffic, its history), the provisioning report's staged slot, the strategy log "
+                 "read back from disk",
+        oracle="the target's own state (target.status(): the local target's state.json and history) and the "
+               "provisioning step's handed-on StagedRevision: the staged slot must be provisioning's, and the switch "
+               "the log records must be the one the target shows (active slot, switched_by_run, a history entry of "
+               "this run); a switch not made must have left the active slot as it was",
+        fails_when="the slot provisioning staged is no longer staged on the target (discarded, rolled back or "
+                   "replaced since), provisioning staged another version, or the target's report contradicts the "
+                   "log (it shows another active slot or another run's switch)",
+        test=f"{_TESTS}::test_staged_slot_gone_from_target_fails_read"),
+    "execute_strategy.verify": ItemProof(
+        evidence="HTTP answers of the staged slot's own URL to the spec's pre-switch health checks, every attempt "
+                 "of the gate with its time and failures",
+        oracle="the live staged slot judged against the spec's health checks (status, body) and "
+               "health.consecutive_successes / interval_seconds / timeout_seconds",
+        fails_when="the staged version fails a pre-switch health check (a -broken version's /healthz answers 503) "
+                   "or passes only intermittently; traffic is then never moved",
+        test=f"{_TESTS}::test_failed_pre_switch_gate_never_moves_traffic"),
+    "execute_strategy.check": ItemProof(
+        evidence="every request sent through the router to every critical endpoint before, during and after the "
+                 "switch (status, served version); the health checks, critical endpoints and version endpoint "
+                 "asked through the router after it; the target's status",
+        oracle="the live service through the router clients use, judged against the spec's critical_endpoints, "
+               "health checks and quality_gates.health_pass_pct (0 failed requests on every critical endpoint), and "
+               "the target's state (this run's slot active) with gendev_release.serving.check_serving",
+        fails_when="the new version answers some API requests with 500 during the switch while /healthz passes "
+                   "(a -errors version), a health check fails after the switch, or the router does not serve the "
+                   "new version",
+        test=f"{_TESTS}::test_api_errors_behind_a_passing_healthz_fail_zero_downtime"),
+}
 
 
 # ============================================================================ execute strategy
-@dataclass(frozen=True)
-class GateAttempt:
-    index: int
-    at_seconds: float
-    passed: bool
-    failures: list[str]
-
-
-@dataclass
-class GateResult:
-    passed: bool
-    streak: int
-    required: int
-    elapsed: float
-    attempts: list[GateAttempt] = field(default_factory=list)
-    last: list[CheckResult] = field(default_factory=list)
-
-    def describe(self, where: str) -> str:
-        head = (f"{self.streak} of {self.required} consecutive successes on {where} "
-                f"after {len(self.attempts)} attempt(s) in {self.elapsed:.1f} s")
-        failing = next((a for a in reversed(self.attempts) if not a.passed), None)
-        return head if failing is None else f"{head}; last failure: {'; '.join(failing.failures)}"
-
-
-def trailing_streak(outcomes: Sequence[bool]) -> int:
-    """How many of the last outcomes were successes in a row."""
-    streak = 0
-    for outcome in reversed(outcomes):
-        if not outcome:
-            break
-        streak += 1
-    return streak
-
-
-def wait_for_streak(probe: Callable[[], list[CheckResult]], *, required: int, interval: float, timeout: float,
-                    clock: Callable[[], float] = time.monotonic,
-                    sleep: Callable[[float], None] = time.sleep) -> GateResult:
-    """Probe until ``required`` consecutive rounds pass, or until ``timeout`` seconds are used up.
-
-    A round passes when every check in it passes. There is always at least one round.
-    """
-    started = clock()
-    attempts: list[GateAttempt] = []
-    last: list[CheckResult] = []
-    while True:
-        last = probe()
-        ok = bool(last) and all(check.passed for check in last)
-        attempts.append(GateAttempt(len(attempts) + 1, round(clock() - started, 3), ok,
-                                    [f"{c.name}: {c.reason}" for c in last if not c.passed]))
-        streak = trailing_streak([a.passed for a in attempts])
-        if streak >= required:
-            return GateResult(True, streak, required, clock() - started, attempts, last)
-        if clock() - started + interval > timeout:
-            return GateResult(False, streak, required, clock() - started, attempts, last)
-        sleep(interval)
-
-
-class StrategyLog:
-    """The strategy step log: one JSON line per strategy step, rewritten by every attempt."""
-
-    def __init__(self, path: Path, run_id: str) -> None:
-        self.path = path
-        self.run_id = run_id
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("", encoding="utf-8")
-
-    def record(self, step: str, status: str, detail: str, **data: Any) -> None:
-        line = {"step": step, "status": status, "detail": detail, "run_id": self.run_id,
-                "at": utcnow().isoformat(), **data}
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line, sort_keys=True, default=str) + "\n")
-
-    def read_back(self) -> list[dict[str, Any]]:
-        """The log as written on disk; ``ValueError`` on a line that is not a JSON object."""
-        entries = []
-        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
-            entry = json.loads(line)
-            if not isinstance(entry, dict) or "step" not in entry:
-                raise ValueError(f"{self.path}:{number}: not a strategy log entry")
-            entries.append(entry)
-        return entries
-
-
 def _slot_matches(slot: SlotInfo | None, name: str, version: str) -> bool:
     return slot is not None and slot.slot == name and slot.version == version
 
@@ -142,9 +111,11 @@ def staged_slot_from(ctx: DutyContext) -> tuple[SlotInfo | None, str]:
 
 @duty("execute_strategy")
 def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
-    """Blue-green: gate the staged slot, switch while observing the router, judge health after."""
+    """Blue-green: gate the staged slot, switch while observing the router, judge what clients get after."""
     log = StrategyLog(ctx.paths.workdir / "deploy" / "strategy-log.jsonl", ctx.run_id)
+    record = ExecutionRecord(ctx.spec.service, ctx.version, ctx.run_id)
     status = ctx.target.status()
+    record.before = status_snapshot(status, ctx.run_id)
     report.evidence("read", target_evidence(ctx, status))
     staged, problem = staged_slot_from(ctx)
     rerun = False
@@ -168,22 +139,28 @@ def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
         problem, staged = "the target has no router URL: clients could not reach any slot", None
     # what served before this run's switch: the rollback target (a re-run finds it kept as previous)
     before = status.previous if rerun else status.active
+    record.rerun = rerun
     report.facts.update({"traffic_moved": rerun, "rerun": rerun, "router_url": router,
                          "strategy_log": str(log.path), "active_before": before.as_dict() if before else None})
     if staged is None or router is None:
         for step in STRATEGY_STEPS:
-            log.record(step, "skipped", f"not run: {problem}")
+            log.record(step, "skipped", f"not run: {problem}", switched=False)
+        record.not_run = problem
+        record.gate("staged_slot", "provisioning's staged slot is the target's staged slot", "failed",
+                    detail=str(problem))
         report.fail("verify", f"pre-switch gate not run: {problem}")
-        report.evidence("check", target_evidence(ctx, ctx.target.status()))
+        after = ctx.target.status()
+        report.evidence("check", target_evidence(ctx, after))
         report.fail("check", f"switch not attempted, traffic not moved: {problem}")
-        _finish_read(report, log, problem=problem)
+        _finish(ctx, report, log, record, before=status, after=after, staged=None, rerun=False, problem=problem)
         return
     report.facts["staged"] = staged.as_dict()
+    record.staged = staged.as_dict()
 
-    gate_ok = _pre_switch_gate(ctx, report, log, staged)
+    gate_ok = _pre_switch_gate(ctx, report, log, record, staged)
     if not gate_ok and not rerun:
         log.record("switch", "skipped", "pre-switch gate failed: traffic was not moved",
-                   active=describe_slot(status.active))
+                   active=describe_slot(status.active), switched=False)
         log.record("post_switch_checks", "skipped", "no switch happened")
         log.record("rollback_rehearsal", "skipped", "no switch happened: traffic stays where it was")
         after = ctx.target.status()
@@ -193,15 +170,21 @@ def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
                              f"traffic stays on {describe_slot(after.active)}")
         report.block(f"pre-switch gate failed on {staged.slot} {staged.version}: traffic was not moved")
         report.facts["traffic_moved"] = _slot_matches(after.active, staged.slot, staged.version)
-        _finish_read(report, log, detail=f"staged {describe_slot(staged)}")
+        record.switch = {"attempted": False, "traffic_moved": report.facts["traffic_moved"],
+                         "reason": "the pre-switch gate failed"}
+        _finish(ctx, report, log, record, before=status, after=after, staged=staged, rerun=False,
+                detail=f"staged {describe_slot(staged)}")
         return
 
-    problems = _switch(ctx, report, log, staged, router, rerun)
-    problems += _post_switch_checks(ctx, report, log, router)
-    rehearsal = _rehearse_rollback(ctx, report, log, before)
+    problems = _switch(ctx, report, log, record, staged, router, rerun)
+    problems += _post_switch_checks(ctx, report, log, record, router)
+    problems += _router_serves_new_version(ctx, report, record, router)
+    rehearsal = _rehearse_rollback(ctx, report, log, record, before)
     after = ctx.target.status()
     report.evidence("check", target_evidence(ctx, after))
     moved = _slot_matches(after.active, staged.slot, staged.version)
+    record.gate("target_active", f"the target reports {staged.slot} {staged.version} active", _state(moved),
+                measured=after.active.as_dict() if after.active else None)
     if not moved:
         problems.insert(0, f"target shows active {describe_slot(after.active)}, not {staged.slot} {staged.version}")
     report.facts.update({
@@ -209,21 +192,33 @@ def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
         "active": after.active.as_dict() if after.active else None,
         "previous": after.previous.as_dict() if after.previous else None,
     })
+    if record.switch is not None:
+        record.switch["traffic_moved"] = moved
     failed_requests = report.metrics.get("failed_switch_requests")
     report.verdict("check", not problems, "; ".join(problems) if problems else
                    f"traffic on {staged.slot} {staged.version}; "
                    + (f"{failed_requests:g} failed requests during the switch; " if failed_requests is not None else "")
-                   + f"all {len(ctx.spec.health.checks)} health checks pass through {router}; {rehearsal}")
-    _finish_read(report, log, detail=f"staged {describe_slot(staged)}")
+                   + f"all {len(ctx.spec.health.checks)} health checks and {len(ctx.spec.critical_endpoints)} "
+                     f"critical endpoints pass through {router}, every answer names {ctx.version}; {rehearsal}")
+    _finish(ctx, report, log, record, before=status, after=after, staged=staged, rerun=rerun,
+            detail=f"staged {describe_slot(staged)}")
 
 
-def _pre_switch_gate(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, staged: SlotInfo) -> bool:
+def _state(passed: bool) -> GateState:
+    return "passed" if passed else "failed"
+
+
+def _pre_switch_gate(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, record: ExecutionRecord,
+                     staged: SlotInfo) -> bool:
     health = ctx.spec.health
     wanted = ctx.spec.blue_green.pre_switch_checks
     checks = [check for check in health.checks if wanted is None or check.name in wanted]
+    threshold = (f"{health.consecutive_successes} consecutive successes of every pre-switch check on the staged "
+                 f"slot, polled every {health.interval_seconds:g} s for at most {health.timeout_seconds:g} s")
     if not checks:
         reason = "blue_green.pre_switch_checks is empty: no health check gates the switch"
         log.record("pre_switch_gate", "failed", reason)
+        record.gate("pre_switch_health", threshold, "failed", detail=reason)
         report.evidence("verify", Evidence(kind="computed", source="spec blue_green.pre_switch_checks",
                                            summary="empty list: no pre-switch checks", data={"checks": []}))
         report.verdict("verify", False, f"{reason}; name at least one of health.checks (or omit it for all)")
@@ -233,15 +228,22 @@ def _pre_switch_gate(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, 
     for check in gate.last:
         report.evidence("verify", check.result.evidence(f"pre-switch {check.name} on {staged.slot}: {check.reason}"))
     where = f"staged slot {staged.slot} ({staged.url})"
+    attempts = [asdict(a) for a in gate.attempts]
     report.evidence("verify", Evidence(
         kind="computed", source=f"pre-switch gate on {staged.slot}", summary=gate.describe(where),
         data={"checks": [c.name for c in checks], "required": gate.required, "streak": gate.streak,
               "interval_seconds": health.interval_seconds, "timeout_seconds": health.timeout_seconds,
-              "attempts": [asdict(a) for a in gate.attempts]}))
+              "attempts": attempts}))
     report.metrics["pre_switch_attempts"] = float(len(gate.attempts))
     log.record("pre_switch_gate", "passed" if gate.passed else "failed", gate.describe(where),
                checks=[c.name for c in checks], streak=gate.streak, required=gate.required,
                attempts=len(gate.attempts))
+    record.pre_switch = {"slot": staged.slot, "url": staged.url, "checks": [c.name for c in checks],
+                         "required": gate.required, "streak": gate.streak, "passed": gate.passed,
+                         "elapsed_seconds": round(gate.elapsed, 3), "attempts": attempts,
+                         "last": check_rows(gate.last)}
+    record.gate("pre_switch_health", threshold, _state(gate.passed),
+                measured={"streak": gate.streak, "attempts": len(gate.attempts)}, detail=gate.describe(where))
     names = ", ".join(c.name for c in checks)
     if gate.passed:
         report.verdict("verify", True, f"pre-switch gate passed: {names} {gate.describe(where)}")
@@ -269,34 +271,39 @@ def observation_problems(tally: dict[str, PathTally], total: int) -> list[str]:
     return problems
 
 
-def _record_observation(report: ReportBuilder, observation: dict[str, Any]) -> None:
+def _record_observation(report: ReportBuilder, record: ExecutionRecord, observation: dict[str, Any]) -> None:
     by_path = observation["by_path"]
     report.facts["switch_observation"] = observation
     report.facts["failed_switch_requests_by_path"] = {path: t["failed"] for path, t in by_path.items()}
     report.metrics["failed_switch_requests"] = float(observation["failed"])
     report.metrics.update({path_metric(path): float(t["failed"]) for path, t in by_path.items()})
+    record.observation = observation
 
 
-def _switch(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, staged: SlotInfo, router: str,
-            rerun: bool) -> list[str]:
+def _switch(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, record: ExecutionRecord, staged: SlotInfo,
+            router: str, rerun: bool) -> list[str]:
     """Switch (unless this run already did) while observing every critical endpoint; return the problems."""
     problems: list[str] = []
+    zero_downtime = "0 failed requests (no answer or 5xx) on every critical endpoint observed around the switch"
     if rerun:
         earlier = ctx.earlier("execute_strategy")
         measured = earlier.metrics.get("failed_switch_requests") if earlier else None
         observation = earlier.facts.get("switch_observation") if earlier else None
         log.record("switch", "skipped", f"{staged.slot} {staged.version} is already active, switched by this run "
-                                        f"({ctx.run_id}); not switched again")
+                                        f"({ctx.run_id}); not switched again", switched=False)
         report.findings.append(f"re-run: traffic was already on {staged.slot} {staged.version} (switched by this "
                                "run); the switch was not repeated"
                                + (f"; the first attempt counted {measured:g} failed requests" if measured is not None
                                   else "; zero-downtime was not re-measured"))
+        record.switch = {"attempted": False, "rerun": True, "reason": "already switched by this run"}
         if isinstance(observation, dict) and isinstance(observation.get("by_path"), dict):
-            _record_observation(report, {**observation, "measured_by": "an earlier attempt of this run"})
+            _record_observation(report, record, {**observation, "measured_by": "an earlier attempt of this run"})
         elif measured is not None:
             report.metrics["failed_switch_requests"] = measured
         if measured is not None and measured > 0:
             problems.append(f"the first attempt counted {measured:g} failed requests during the switch")
+        record.gate("zero_downtime", zero_downtime, "not_run" if measured is None else _state(measured == 0),
+                    measured=measured, detail="measured by an earlier attempt of this run")
         return problems
 
     paths = list(dict.fromkeys(endpoint.path for endpoint in ctx.spec.critical_endpoints))
@@ -324,10 +331,13 @@ def _switch(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, staged: S
                                f"{sum(1 for r in observed if r.phase == 'after')} requests after it count as "
                                "zero-downtime evidence")
     by_path = {path: asdict(t) for path, t in tally.items()}
-    _record_observation(report, {"router": router, "paths": paths, "counted_phases": list(counted),
-                                 "requests": len(observed), "failed": failed, "by_path": by_path,
-                                 "first_release": first_release, "measured_by": "this attempt"})
+    _record_observation(report, record, {
+        "router": router, "paths": paths, "counted_phases": list(counted), "requests": len(observed),
+        "failed": failed, "by_path": by_path, "by_phase": tally_by_phase(observed), "first_release": first_release,
+        "measured_by": "this attempt"})
     report.metrics.update({"switch_requests_observed": float(len(observed)), "switch_seconds": round(seconds, 4)})
+    record.switch = {"attempted": True, "rerun": False, "slot": staged.slot, "version": staged.version,
+                     "error": error, "seconds": round(seconds, 4)}
     versions = sorted({r.served_version for r in observed if r.served_version})
     report.evidence("check", Evidence(
         kind="http", source=f"{router} ({', '.join(paths)})",
@@ -341,6 +351,8 @@ def _switch(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, staged: S
     if total == 0:
         report.findings.append("blue_green.observe_switch_requests is 0: zero-downtime was not observed")
     per_path = observation_problems(tally, total)
+    record.gate("zero_downtime", zero_downtime, "not_run" if total == 0 else _state(not per_path),
+                measured=by_path, detail="; ".join(per_path))
     if per_path:
         where = ", ".join(f"{r.phase}@{r.at_seconds:.3f}s {r.path}={r.status if r.status is not None else r.error}"
                           for r in observed if r.failed and r.phase in counted)
@@ -353,7 +365,7 @@ def _switch(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, staged: S
                error or f"switched to {staged.slot} in {seconds:.3f} s; {failed} of {len(observed)} observed "
                         "requests failed",
                slot=staged.slot, version=staged.version, failed_requests=failed, observed_requests=len(observed),
-               failed_by_path={path: t.failed for path, t in tally.items()})
+               failed_by_path={path: t.failed for path, t in tally.items()}, switched=error is None)
     return problems
 
 
@@ -403,16 +415,22 @@ def rehearse_rollback(ctx: DutyContext, before: SlotInfo | None) -> dict[str, An
     return record
 
 
-def _rehearse_rollback(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, before: SlotInfo | None) -> str:
+def _rehearse_rollback(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, record: ExecutionRecord,
+                       before: SlotInfo | None) -> str:
     """Rehearse the rollback (no traffic moves), record the evidence and facts; return a clause for the check."""
     rehearsal = rehearse_rollback(ctx, before)
     report.facts["rollback_rehearsal"] = rehearsal
+    record.rehearsal = rehearsal
     previous = rehearsal["previous"]
     summary = ("rollback rehearsed: previous slot {slot} {version} answers its {n} health check(s) and the target "
                "would move traffic back to it".format(n=len(rehearsal["health"]), **previous)
                if rehearsal["rehearsed"] else "rollback not rehearsable: " + "; ".join(rehearsal["problems"]))
     report.evidence("check", Evidence(kind="target", source=f"{ctx.target.kind} target rollback rehearsal",
                                       summary=summary, data=rehearsal))
+    record.gate("rollback_rehearsal", "the previous slot answers its health checks and the target would switch back "
+                "to it (not blocking: the checklist shows 'Rollback tested' not done)",
+                "not_run" if previous is None else _state(rehearsal["rehearsed"]), measured=rehearsal["problems"],
+                detail=summary, blocking=False)
     if previous is None:
         log.record("rollback_rehearsal", "skipped", summary)
     else:
@@ -423,7 +441,8 @@ def _rehearse_rollback(ctx: DutyContext, report: ReportBuilder, log: StrategyLog
     return summary
 
 
-def _post_switch_checks(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, router: str) -> list[str]:
+def _post_switch_checks(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, record: ExecutionRecord,
+                        router: str) -> list[str]:
     results = run_checks(router, list(ctx.spec.health.checks))
     for check in results:
         report.evidence("check", check.result.evidence(f"post-switch {check.name} via router: {check.reason}"))
@@ -434,6 +453,10 @@ def _post_switch_checks(ctx: DutyContext, report: ReportBuilder, log: StrategyLo
     gate = ctx.spec.quality_gates.health_pass_pct
     failing = [f"{c.name}: {c.reason}" for c in results if not c.passed]
     ok = pct >= gate
+    record.post_switch = {"router": router, "results": check_rows(results), "pass_pct": round(pct, 3),
+                          "health_pass_pct": gate}
+    record.gate("post_switch_health", f"health_pass_pct >= {gate:g} % of the spec's health checks through the router",
+                _state(ok), measured=round(pct, 3), detail="; ".join(failing))
     log.record("post_switch_checks", "passed" if ok else "failed",
                f"{passed}/{len(results)} health checks pass through {router} ({pct:.0f} %, gate {gate:g} %)",
                failing=failing)
@@ -442,20 +465,54 @@ def _post_switch_checks(ctx: DutyContext, report: ReportBuilder, log: StrategyLo
     return [f"post-switch health {pct:.0f} % < health_pass_pct {gate:g} % through {router}: {'; '.join(failing)}"]
 
 
-def _finish_read(report: ReportBuilder, log: StrategyLog, *, problem: str | None = None, detail: str = "") -> None:
-    """Read the strategy log back from disk, deliver it and decide the read item."""
+def _router_serves_new_version(ctx: DutyContext, report: ReportBuilder, record: ExecutionRecord,
+                               router: str) -> list[str]:
+    """After the switch, ask the router as clients do: every critical endpoint as the spec expects, this version."""
+    endpoints = run_checks(router, list(ctx.spec.critical_endpoints))
+    for check in endpoints:
+        report.evidence("check", check.result.evidence(f"after the switch {check.name} via router: {check.reason}"))
+    serving = check_serving(ctx)
+    report.evidence("check", serving.evidence())
+    record.endpoints = check_rows(endpoints)
+    record.serving = serving.evidence().data
+    failing = [f"{c.name}: {c.reason}" for c in endpoints if not c.passed]
+    record.gate("critical_endpoints", "every critical endpoint answers through the router as the spec expects",
+                _state(not failing), measured=[row["status"] for row in record.endpoints], detail="; ".join(failing))
+    record.gate("serving_version", f"the target's active slot is this run's and every answer of "
+                                   f"{ctx.spec.health.version_check.path} names {ctx.version}",
+                _state(serving.ok), measured=serving.served_versions, detail="; ".join(serving.problems()))
+    problems = []
+    if failing:
+        problems.append(f"critical endpoint(s) failing through {router} after the switch: {'; '.join(failing)}")
+    if not serving.ok:
+        problems.append(f"clients do not get {ctx.version}: {'; '.join(serving.problems())}")
+    return problems
+
+
+def _finish(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, record: ExecutionRecord, *,
+            before: TargetStatus, after: TargetStatus, staged: SlotInfo | None, rerun: bool,
+            problem: str | None = None, detail: str = "") -> None:
+    """Deliver the log and the phase 5 records; decide the read item on the target's own report."""
+    record.after = status_snapshot(after, ctx.run_id)
     try:
         entries = log.read_back()
     except ValueError as exc:
+        record.deliver(ctx.paths.workdir / "deploy", report, [])
         report.fail("read", f"strategy log {log.path} is unreadable: {exc}")
         return
-    steps = [entry["step"] for entry in entries]
     outcome = ", ".join(f"{e['step']}={e['status']}" for e in entries)
     report.evidence("read", Evidence.file(log.path, summary=f"strategy log: {outcome}"))
     report.deliver("strategy-log", log.path)
-    if problem is not None:
+    record.deliver(ctx.paths.workdir / "deploy", report, entries)
+    if problem is not None or staged is None:
         report.fail("read", f"no staged slot to deploy: {problem}")
-    elif steps != list(STRATEGY_STEPS):
-        report.fail("read", f"strategy log {log.path} has steps {steps}, expected {list(STRATEGY_STEPS)}")
-    else:
-        report.verdict("read", True, f"{detail}; strategy log {log.path.name}: {outcome}")
+        return
+    report.evidence("read", target_evidence(ctx, after, "the target's report after this attempt: active "
+                                                        f"{describe_slot(after.active)}, switched by "
+                                                        f"{after.switched_by_run or '-'}"))
+    disagreements = log_disagreements(entries, before, after, staged, ctx.run_id, rerun)
+    report.verdict("read", not disagreements, "; ".join(disagreements) or
+                   f"{detail}; the target's report agrees with the strategy log ({outcome}): active "
+                   f"{describe_slot(after.active)}, switched by {after.switched_by_run or '-'}"
+                   + (f", {sum(1 for h in after.history if h.get('run_id') == ctx.run_id)} history entries of "
+                      "this run" if after.history else ""))

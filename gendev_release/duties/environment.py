@@ -1,16 +1,21 @@
 """Phase 4, environment configuration: infrastructure provisioning and security hardening.
 
-``provisioning`` (iac-automation-engineer) reads the IaC files, writes the target's own plan as a
-Terraform-plan-shaped manifest, runs the spec's plan/apply commands, stages the new version on the
-idle slot (no traffic) and checks that a re-plan shows no drift. The ``plan_command``'s output, when
+``provisioning`` (iac-automation-engineer) reads the IaC files (parsed by their suffix), the
+infrastructure documents (checked for substance), the target's status and its plan (written as a
+Terraform-plan-shaped manifest, a deliverable, never re-read as proof), runs the spec's plan/apply
+commands, stages the new version on the idle slot (no traffic), and checks it with two witnesses:
+the target's status after staging, and the staged slot itself answering the spec's version endpoint
+with this version; then a re-plan must show no drift. The ``plan_command``'s output, when
 JSON, must be Terraform plan JSON (:func:`gendev_release.formats.parse_terraform_plan`: format
 version and action vocabulary checked). Every delete or replace in it blocks the release, and
 nothing is applied, unless ``infrastructure.destructive_waivers`` names exactly its address; a
 waived change is shown as ``waived (reason, approved_by)``, never as passed, and a waiver the plan
 does not use is a finding. Deletes in the target's own plan are flagged only.
 
-``hardening`` (security-architect) scans the config files for plaintext secrets (verify, always),
-then runs every required control and computes the compliance level (check). A secret found in a
+``hardening`` (security-architect) reads the config files (parsed: ``.env`` lines, TOML, JSON, YAML)
+and the security documents (substance), scans the config files for plaintext secrets (verify,
+always), then runs every required control and computes the compliance level (check); the headers
+are fetched live from the slot the target's status confirms is staged. A secret found in a
 config file also removes what this run built from those files earlier (the backup of phase 1,
 the build artifacts of phase 3, inside the run's workdir): a copy of the secret must not outlive
 the refusal. The scanner itself is :mod:`gendev_release.secrets`. A result that leans on a waiver
@@ -22,31 +27,100 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import ssl
 import stat
+import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import yaml
+
 from gendev_release import probes
 from gendev_release.commands import run_command
+from gendev_release.doc_checks import check_document
 from gendev_release.duties.base import duty
-from gendev_release.duties.common import command_values, record_input_file, substitute_command
+from gendev_release.duties.common import (
+    command_values,
+    describe_slot,
+    record_input_file,
+    substitute_command,
+    target_evidence,
+)
 from gendev_release.facts import StagedRevision, handed_on
 from gendev_release.formats import PlanFormatError, parse_terraform_plan
-from gendev_release.report import Evidence, ReportBuilder
+from gendev_release.report import Evidence, ItemKind, ReportBuilder, sha256_file
 from gendev_release.secrets import RemovedOutput, SecretHit, remove_output, scan_secrets
+from gendev_release.serving import version_in
 from gendev_release.spec_relaxations import waived_by
 from gendev_release.spec_rules import resolve_output
-from gendev_release.targets.base import ResourceChange
+from gendev_release.targets.base import ResourceChange, SlotInfo
+from gendev_release.verification_matrix import ItemProof
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: a TOML file is digested but not parsed
+    tomllib = None
 
 if TYPE_CHECKING:
     from gendev_release.context import DutyContext
-    from gendev_release.spec import DestructiveWaiver
+    from gendev_release.spec import DestructiveWaiver, ProvidedDocument
+
+_TESTS = "tests/duties/test_environment.py"
+PROOFS: dict[str, ItemProof] = {
+    "provisioning.read": ItemProof(
+        evidence="each IaC file's sha256, parsed by its suffix (JSON, YAML, TOML); each infrastructure document's "
+                 "size, headings and sections; the target's status and plan as the target answers them",
+        oracle="the spec (infrastructure.files, infrastructure.docs with their required sections, service), the "
+               "formats' grammars, the target's own state",
+        fails_when="an IaC file is missing, empty or malformed, an infrastructure document lacks substance (too "
+                   "short, a required section missing, the service not named), or the target cannot be read",
+        test=f"{_TESTS}::test_provisioning_read_fails_on_a_thin_infrastructure_document"),
+    "provisioning.verify": ItemProof(
+        evidence="the plan_command's argv, exit code and output parsed as Terraform plan JSON (format version, "
+                 "action vocabulary); else the target's own plan",
+        oracle="Terraform's plan JSON (terraform show -json) and its exit code, or the target's plan",
+        fails_when="the plan command exits non-zero, prints JSON that is not a Terraform plan (state, unknown "
+                   "format major, actions outside the vocabulary)",
+        test=f"{_TESTS}::test_provisioning_verify_fails_when_the_plan_command_fails"),
+    "provisioning.check": ItemProof(
+        evidence="destructive changes vs waivers; the apply command's exit code; the slot stage() returned; the "
+                 "target's status after staging; the staged slot's own answer on the spec's version endpoint; the "
+                 "re-plan after staging",
+        oracle="the target's durable status, the live staged slot (health.version_check), the target's re-plan, "
+               "infrastructure.destructive_waivers",
+        fails_when="a destructive change has no waiver, apply fails, staging fails, the staged slot answers "
+                   "another version (a target.command that ignores {version}), or the re-plan shows drift",
+        test=f"{_TESTS}::test_provisioning_check_fails_when_the_staged_slot_answers_another_version"),
+    "hardening.read": ItemProof(
+        evidence="each config file's sha256, parsed by its suffix (.env KEY=VALUE lines, TOML, JSON, YAML); each "
+                 "security document's size, headings and sections; the required controls and headers",
+        oracle="the spec (security.config_files, security.docs with their sections, service) and the formats' "
+               "grammars",
+        fails_when="a config file is missing or malformed, or a security document lacks substance (1 byte, a "
+                   "required section missing, the service not named)",
+        test=f"{_TESTS}::test_hardening_read_fails_on_a_thin_security_document"),
+    "hardening.verify": ItemProof(
+        evidence="the secret scan (patterns and entropy) of every config file on disk, and the TLS certificate's "
+                 "remaining days where a URL is https",
+        oracle="the config files on disk as the user provides them; the live TLS server's certificate",
+        fails_when="a config file holds a plaintext secret (DEMO_DB_PASSWORD=...), or a certificate expires within "
+                   "security.tls_min_days",
+        test=f"{_TESTS}::test_hardening_verify_fails_on_a_secret_in_a_config_file"),
+    "hardening.check": ItemProof(
+        evidence="the staged slot's response headers fetched live (after the target's status confirmed the slot), "
+                 "stat() modes of the config files, the compliance percentage of the required controls",
+        oracle="the live staged service, the file system, the target's status, security.min_compliance_pct",
+        fails_when="the staged slot does not send a required header, a config file is group/world-writable, or "
+                   "compliance falls under the minimum",
+        test=f"{_TESTS}::test_hardening_check_fails_on_a_missing_header"),
+}
 
 
 # ----------------------------------------------------------------------------------- provisioning
@@ -122,37 +196,112 @@ def _blocker(decision: DestructiveDecision) -> str:
             f"a waiver for exactly {decision.address}")
 
 
-@duty("provisioning")
-def provisioning(ctx: DutyContext, report: ReportBuilder) -> None:
+# ---------------------------------------------------------------------- provided files and documents
+_ENV_LINE = re.compile(r"^(?:export\s+)?[A-Za-z_][A-Za-z0-9_.-]*\s*=")
+
+
+def structured_file_problem(path: Path, label: str) -> tuple[str | None, str]:
+    """Why a configuration or IaC file does not parse by its suffix (None when it does), and the format read.
+
+    ``.json``, ``.yaml``/``.yml``, ``.toml`` and ``.env`` (``KEY=VALUE`` lines, ``#`` comments) are parsed;
+    any other file (``.tf``, a script) only has to be UTF-8 text.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return f"{label} {path.name} is not UTF-8 text: {exc}", "binary"
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            json.loads(text)
+            return None, "JSON"
+        if suffix in (".yaml", ".yml"):
+            yaml.safe_load(text)
+            return None, "YAML"
+        if suffix == ".toml" and tomllib is not None:
+            tomllib.loads(text)
+            return None, "TOML"
+    except (ValueError, yaml.YAMLError) as exc:
+        kind = {".json": "JSON", ".toml": "TOML"}.get(suffix, "YAML")
+        return f"{label} {path.name} is not valid {kind}: {exc}", kind
+    if suffix == ".env" or path.name.endswith(".env"):
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#") and not _ENV_LINE.match(line.strip()):
+                return f"{label} {path.name}:{number} is not a KEY=VALUE line", "env"
+        return None, "env"
+    return None, "text"
+
+
+def read_inputs(report: ReportBuilder, kind: ItemKind, paths: list[Path], label: str) -> list[str]:
+    """Record each file (sha256) and parse it by its suffix; the problems, one sentence each."""
+    problems = []
+    for path in paths:
+        problem = record_input_file(report, kind, path, label)
+        if problem is None:
+            problem, parsed_as = structured_file_problem(path, label)
+            report.evidence(kind, Evidence(kind="computed", source=str(path), summary=f"parsed as {parsed_as}: "
+                                           f"{'ok' if problem is None else 'failed'}", data={"format": parsed_as}))
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def read_documents(ctx: DutyContext, report: ReportBuilder, kind: ItemKind, docs: list[ProvidedDocument],
+                   label: str) -> list[str]:
+    """Each provided document checked for substance (:func:`gendev_release.doc_checks.check_document`)."""
+    problems: list[str] = []
+    for doc in docs:
+        path = ctx.spec.input_path(f"{label}.path", doc.path)
+        found = check_document(path, service=ctx.spec.service, sections=doc.sections, min_bytes=doc.min_bytes)
+        report.evidence(kind, Evidence(kind="file", source=str(path), sha256=found.sha256,
+                                       summary=f"{path.name}: {found.size} bytes, {len(found.problems)} problem(s)",
+                                       data={"label": label, **found.as_data()}))
+        problems.extend(f"{label}: {problem}" for problem in found.problems)
+    return problems
+
+
+# ----------------------------------------------------------------------------------- provisioning
+def _read_infrastructure(ctx: DutyContext, report: ReportBuilder) -> list[ResourceChange] | None:
+    """read: the IaC files (parsed), the infrastructure documents (substance), the target's status and plan."""
     spec, infra = ctx.spec, ctx.spec.infrastructure
-    # read: IaC files, the target manifest (written, then read back)
-    problems = [p for f in infra.files if (p := record_input_file(report, "read",
-                                                                  spec.input_path("infrastructure.files", f),
-                                                                  "infrastructure.files"))]
+    problems = read_inputs(report, "read", [spec.input_path("infrastructure.files", f) for f in infra.files],
+                           "infrastructure.files")
+    problems.extend(read_documents(ctx, report, "read", list(infra.docs), "infrastructure.docs"))
+    try:
+        status = ctx.target.status()
+    except Exception as exc:
+        problems.append(f"the {ctx.target.kind} target's status cannot be read: {type(exc).__name__}: {exc}")
+    else:
+        report.evidence("read", target_evidence(ctx, status))
+        report.facts["target_before"] = {"active": status.active.as_dict() if status.active else None,
+                                         "staged": status.staged.as_dict() if status.staged else None}
     planned: list[ResourceChange] | None = None
     try:
         planned = list(ctx.target.plan(ctx.version))
     except Exception as exc:
         problems.append(f"target plan for {ctx.version} failed: {type(exc).__name__}: {exc}")
     if planned is not None:
+        summary = summarize_changes(planned)
+        report.evidence("read", Evidence(kind="target", source=f"{ctx.target.kind} target plan({ctx.version})",
+                                         summary=f"{summary['total']} change(s): {summary['by_action']}",
+                                         data={**summary, "resource_changes": [c.as_dict() for c in planned]}))
         manifest = ctx.paths.workdir / "infra" / f"{ctx.target.kind}-target.json"
         manifest.parent.mkdir(parents=True, exist_ok=True)
         manifest.write_text(json.dumps({
             "format_version": "1.2", "target": {"kind": ctx.target.kind, "service": spec.service},
             "version": ctx.version, "run_id": ctx.run_id,
             "resource_changes": [c.as_dict() for c in planned]}, indent=2, default=str), encoding="utf-8")
-        try:
-            reread = parse_plan_changes(json.loads(manifest.read_text(encoding="utf-8")), str(manifest))
-        except ValueError as exc:  # includes PlanFormatError and JSON errors
-            problems.append(f"target manifest {manifest} does not read back: {exc}")
-        else:
-            report.evidence("read", Evidence.file(manifest, summary=f"target manifest: {len(reread)} planned change(s)",
-                                                  **summarize_changes(reread)))
-            report.deliver("target manifest", manifest)
-            if len(reread) != len(planned):
-                problems.append(f"target manifest {manifest} holds {len(reread)} changes, planned {len(planned)}")
+        report.deliver("target manifest", manifest)
     report.verdict("read", not problems, "; ".join(problems) or
-                   f"{len(infra.files)} IaC file(s) and the {ctx.target.kind} target manifest read")
+                   f"{len(infra.files)} IaC file(s) parsed, {len(infra.docs)} infrastructure document(s) with "
+                   f"substance; the {ctx.target.kind} target's status and plan read")
+    return planned
+
+
+@duty("provisioning")
+def provisioning(ctx: DutyContext, report: ReportBuilder) -> None:
+    infra = ctx.spec.infrastructure
+    planned = _read_infrastructure(ctx, report)
 
     # verify: the plan (the spec's plan command, else the target's own plan)
     command_plan: list[ResourceChange] | None = None
@@ -193,6 +342,50 @@ def provisioning(ctx: DutyContext, report: ReportBuilder) -> None:
         report.verdict("check", ok, detail + (f"; destructive change(s) {'; '.join(d.describe() for d in waived)}"
                                               if waived else ""))
     report.facts["planned_changes"] = summarize_changes(planned or [])
+    _deliver_provisioning(ctx, report, planned, command_plan, decisions)
+
+
+def _write_json(path: Path, payload: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def _file_rows(paths: list[Path]) -> list[dict[str, Any]]:
+    rows = []
+    for path in paths:
+        row: dict[str, Any] = {"path": str(path), "exists": path.is_file()}
+        if path.is_file():
+            row.update(sha256=sha256_file(path), bytes=path.stat().st_size, mode=oct(stat.S_IMODE(path.stat().st_mode)))
+        rows.append(row)
+    return rows
+
+
+def _deliver_provisioning(ctx: DutyContext, report: ReportBuilder, planned: list[ResourceChange] | None,
+                          command_plan: list[ResourceChange] | None, decisions: list[DestructiveDecision]) -> None:
+    """Infrastructure provisioning (what was planned, applied, staged and re-planned) and Configuration management
+    (every configuration input with its digest, and the target's state as it reports it now)."""
+    spec, folder = ctx.spec, ctx.paths.workdir / "infra"
+    base = {"service": spec.service, "version": ctx.version, "run_id": ctx.run_id, "target": ctx.target.kind}
+    outcome = {kind: report.passed(kind) for kind in ("read", "verify", "check")}
+    report.deliver("Infrastructure provisioning", _write_json(folder / "provisioning.json", {
+        **base, "items": outcome, "target_plan": summarize_changes(planned or []),
+        "plan_command": report.facts.get("command_plan"), "destructive_changes": [d.as_dict() for d in decisions],
+        "staged": report.facts.get("staged")}))
+    try:
+        status = ctx.target.status()
+        state: dict[str, Any] = {"active": status.active.as_dict() if status.active else None,
+                                 "staged": status.staged.as_dict() if status.staged else None,
+                                 "previous": status.previous.as_dict() if status.previous else None,
+                                 "router_url": status.router_url}
+    except Exception as exc:
+        state = {"error": f"{type(exc).__name__}: {exc}"}
+    inputs = [spec.input_path("infrastructure.files", f) for f in spec.infrastructure.files]
+    report.deliver("Configuration management", _write_json(folder / "configuration.json", {
+        **base, "iac_files": _file_rows(inputs),
+        "config_files": _file_rows([spec.input_path("security.config_files", f) for f in spec.security.config_files]),
+        "docs": _file_rows([spec.input_path("infrastructure.docs", d.path) for d in spec.infrastructure.docs]),
+        "target_command": list(spec.target.command), "target_state": state}))
 
 
 def _gate_destructive(report: ReportBuilder, command_plan: list[ResourceChange] | None,
@@ -273,6 +466,9 @@ def _apply_and_stage(ctx: DutyContext, report: ReportBuilder, values: dict[str, 
     report.facts["staged"] = slot.as_dict()
     if slot.version != ctx.version:
         return False, f"staged slot {slot.slot} runs {slot.version}, expected {ctx.version}"
+    slot_problem = staged_slot_problem(ctx, report, slot)
+    if slot_problem:
+        return False, slot_problem
     try:
         replan = list(ctx.target.plan(ctx.version))
     except Exception as exc:
@@ -283,7 +479,38 @@ def _apply_and_stage(ctx: DutyContext, report: ReportBuilder, values: dict[str, 
                                       data={"resource_changes": [c.as_dict() for c in replan]}))
     if drift:
         return False, "drift after apply: " + ", ".join(f"{c.address} ({'/'.join(c.actions)})" for c in drift)
-    return True, f"{ctx.version} staged on slot {slot.slot} ({slot.url}); re-plan shows no drift"
+    return True, (f"{ctx.version} staged on slot {slot.slot} ({slot.url}), the target's status agrees and the slot "
+                  f"answers {ctx.version} on {ctx.spec.health.version_check.path}; re-plan shows no drift")
+
+
+#: Requests to the staged slot's version endpoint until one is not a 5xx (a flaky version still answers).
+VERSION_ATTEMPTS = 3
+
+
+def staged_slot_problem(ctx: DutyContext, report: ReportBuilder, slot: SlotInfo) -> str | None:
+    """The staged slot as two witnesses see it: the target's durable status, and the slot itself answering the
+    spec's version endpoint. None when both say this run's version runs there."""
+    try:
+        status = ctx.target.status()
+    except Exception as exc:
+        return f"the {ctx.target.kind} target's status cannot be read after staging: {type(exc).__name__}: {exc}"
+    report.evidence("check", target_evidence(ctx, status))
+    staged = status.staged
+    if staged is None or staged.slot != slot.slot or staged.version != ctx.version:
+        return (f"the {ctx.target.kind} target's status shows staged {describe_slot(staged)}, not {ctx.version} on "
+                f"slot {slot.slot}: staging did not stick")
+    check = ctx.spec.health.version_check
+    for _ in range(VERSION_ATTEMPTS):  # a 5xx is not an answer about the version: ask again, a few times
+        answer = probes.http_get(slot.url.rstrip("/") + check.path, timeout=check.timeout_seconds)
+        served = version_in(answer.body, check.json_field) if answer.status == 200 else None
+        report.evidence("check", answer.evidence(f"staged slot answers {served!r} (HTTP {answer.status})"))
+        if answer.status is not None and answer.status < 500:
+            break
+    if served != ctx.version:
+        got = f"HTTP {answer.status}" if answer.status is not None else f"no answer ({answer.error})"
+        return (f"staged slot {slot.slot} at {slot.url} answers version {served!r} on {check.path} ({got}), expected "
+                f"{ctx.version}: the slot does not run this release (check target.command passes {{version}})")
+    return None
 
 
 # -------------------------------------------------------------------------------------- hardening
@@ -410,8 +637,19 @@ def _control_headers(ctx: DutyContext) -> ControlResult:
     if not url:
         return ControlResult("security_headers", False,
                              "no staged slot URL: the provisioning report has no facts.staged.url")
+    evidence: list[Evidence] = []
+    try:  # the URL provisioning handed on must still be what the target stages
+        status = ctx.target.status()
+    except Exception as exc:
+        return ControlResult("security_headers", False, f"the {ctx.target.kind} target's status cannot be read: "
+                                                        f"{type(exc).__name__}: {exc}")
+    evidence.append(target_evidence(ctx, status))
+    if status.staged is None or status.staged.url.rstrip("/") != url.rstrip("/"):
+        return ControlResult("security_headers", False,
+                             f"provisioning handed on the staged slot {url}, but the {ctx.target.kind} target "
+                             f"stages {describe_slot(status.staged)}", evidence)
     answer = probes.http_get(url.rstrip("/") + "/healthz")
-    evidence = [answer.evidence()]
+    evidence.append(answer.evidence())
     if answer.status is None:
         return ControlResult("security_headers", False, f"{answer.url} did not answer: {answer.error}", evidence)
     required = list(ctx.spec.security.required_headers)
@@ -474,16 +712,25 @@ def _purge_after_secrets(ctx: DutyContext, report: ReportBuilder, hits: list[Sec
 def hardening(ctx: DutyContext, report: ReportBuilder) -> None:
     security = ctx.spec.security
     required = list(dict.fromkeys(security.required_controls))
-    # read: config files and the required controls
+    # read: config files (parsed), the security documents (substance), and the required controls
     files = [ctx.spec.input_path("security.config_files", f) for f in security.config_files]
     problems = [p for path in files if (p := record_input_file(report, "read", path, "security.config_files"))]
+    parse_problems = []
+    for path in (p for p in files if p.is_file()):
+        problem, parsed_as = structured_file_problem(path, "security.config_files")
+        report.evidence("read", Evidence(kind="computed", source=str(path), summary=f"parsed as {parsed_as}: "
+                                         f"{'ok' if problem is None else 'failed'}", data={"format": parsed_as}))
+        parse_problems.extend([problem] if problem else [])
+    doc_problems = read_documents(ctx, report, "read", list(security.docs), "security.docs")
     report.evidence("read", Evidence(kind="computed", source="security.required_controls",
                                      summary=f"required: {', '.join(required)}",
                                      data={"required_controls": required,
                                            "required_headers": list(security.required_headers),
                                            "min_compliance_pct": security.min_compliance_pct}))
-    report.verdict("read", not problems, "; ".join(problems) or
-                   f"{len(files)} config file(s) read; {len(required)} control(s) required")
+    read_problems = [*problems, *parse_problems, *doc_problems]
+    report.verdict("read", not read_problems, "; ".join(read_problems) or
+                   f"{len(files)} config file(s) read and parsed, {len(security.docs)} security document(s) with "
+                   f"substance; {len(required)} control(s) required")
     existing = [p for p in files if p.is_file()]
 
     # verify: no plaintext secrets (always scanned), TLS where https (when required)
@@ -531,12 +778,36 @@ def hardening(ctx: DutyContext, report: ReportBuilder) -> None:
     for row in leaned_on:
         report.findings.append(f"security baseline relaxed: {row['problem']}; waived by {row['approved_by']}: "
                                f"{row['reason']}")
+    _deliver_hardening(ctx, report, required, results, passed, compliance, leaned_on)
     ok = compliance >= security.min_compliance_pct
     report.verdict("check", ok, (f"compliance {compliance:g} % >= {security.min_compliance_pct:g} %" if ok else
                                  f"compliance {compliance:g} % < security.min_compliance_pct="
                                  f"{security.min_compliance_pct:g} %") + (f"; failed: {'; '.join(failing)}"
                                                                           if failing else "")
                    + (f"; leans on waiver(s): {', '.join(r['gate'] for r in leaned_on)}" if ok and leaned_on else ""))
+
+
+def _deliver_hardening(ctx: DutyContext, report: ReportBuilder, required: Sequence[str],
+                       results: dict[str, ControlResult], passed: Sequence[str], compliance: float,
+                       leaned_on: list[dict[str, Any]]) -> None:
+    """Security hardening (each control with what was observed) and Compliance validation (the level)."""
+    folder = ctx.paths.workdir / "hardening"
+    base = {"service": ctx.spec.service, "version": ctx.version, "run_id": ctx.run_id}
+    controls = {name: {"passed": result.passed, "detail": result.detail,
+                       "observed": [{"kind": e.kind, "source": e.source, "summary": e.summary,
+                                     **({"headers": e.data.get("headers")} if e.kind == "http" else {}),
+                                     **({"modes": e.data.get("modes")} if "modes" in e.data else {}),
+                                     **({"hits": e.data.get("hits")} if "hits" in e.data else {})}
+                                    for e in result.evidence]}
+                for name, result in results.items()}
+    report.deliver("Security hardening", _write_json(folder / "security-hardening.json", {
+        **base, "controls": controls, "purged_outputs": report.facts.get("purged_outputs", [])}))
+    security = ctx.spec.security
+    report.deliver("Compliance validation", _write_json(folder / "compliance.json", {
+        **base, "required_controls": required, "passed": passed,
+        "failed": [name for name in required if name not in passed], "compliance_pct": compliance,
+        "min_compliance_pct": security.min_compliance_pct, "meets_minimum": compliance >= security.min_compliance_pct,
+        "full_baseline": compliance == 100.0 and not leaned_on, "waivers_leaned_on": leaned_on}))
 
 
 def baseline_waivers(ctx: DutyContext, compliance: float) -> list[dict[str, Any]]:

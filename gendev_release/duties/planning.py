@@ -1,13 +1,19 @@
 """Phase 2, release planning and coordination: the release plan and stakeholder notifications.
 
-``release_plan`` (project-planner) writes the plan: the 8 phases with estimated minutes, taken
-from the ``phase_seconds`` of earlier runs in the history file when there are any, else from
-``planning.default_phase_minutes``; the estimated end must fall inside the current change window.
+``release_plan`` (project-planner) reads the release history of this DAG (every line must be a
+history entry: the plan's estimates rest on it) and builds the plan from the DAG's own task
+records (:func:`gendev_release.plan.plan_release`): the 8 phases with estimated minutes, taken from
+the ``phase_seconds`` of earlier runs when there are any, else from ``planning.default_phase_minutes``;
+the estimated end must fall inside the change window as it stands at the run's time. It delivers
+the release plan (Markdown) and the deployment schedule (iCalendar).
 
-``notifications`` (stakeholder-communicator) sends "release starting" through every channel of the
-spec (each delivery read back as evidence; a failed channel fails the item, the others' evidence
-stays), writes the communication plan and checks that production has approval gates and an open
-change window right now.
+``notifications`` (stakeholder-communicator) checks every recipient of every audience is an
+address, sends "release starting" through every channel of the spec and judges delivery by each
+channel's answer (a file channel's line read back with the file's digest, a webhook receiver's
+confirming answer): every channel delivers, to every audience. It then checks the approval gates
+(consistent approvers, a high risk approved) and the change window against the clock and the
+release plan's estimated end. It delivers the stakeholder notifications, the change windows and
+the approval gates.
 
 Change windows: ``days`` names the day a window *starts* on; ``end`` is the last minute inside
 the window (``02:00`` means until 02:00:59, ``23:59`` until midnight), and an ``end`` at or before
@@ -19,22 +25,46 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
+
 from gendev_release import notify
 from gendev_release.catalogue import PHASES
 from gendev_release.duties.base import duty
+from gendev_release.duties.phase1_documents import Outcomes
+from gendev_release.duties.phase2_documents import (
+    approval_gates_markdown,
+    change_window_markdown,
+    notifications_markdown,
+    plan_markdown,
+    schedule_ics,
+)
 from gendev_release.facts import PlanEstimate, handed_on
-from gendev_release.report import Evidence, ReportBuilder, utcnow
+from gendev_release.plan import plan_release
+from gendev_release.report import Evidence, ItemKind, ReportBuilder, utcnow
+from gendev_release.run_record import HistoryEntry
+from gendev_release.verification_matrix import ItemProof
 
 if TYPE_CHECKING:
     from gendev_release.context import DutyContext
     from gendev_release.spec import ChangeWindow
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+TEST_FILE = "tests/duties/test_planning.py"
+
+
+def _decide(report: ReportBuilder, kind: ItemKind, problems: list[str], ok_detail: str,
+            outcomes: Outcomes) -> bool:
+    """Record the item's verdict (failed when there are problems) and its outcome for the step's documents."""
+    detail = "; ".join(problems) or ok_detail
+    passed = report.verdict(kind, not problems, detail)
+    outcomes[kind] = (passed, detail if passed or problems else f"no evidence gathered: {detail}")
+    return passed
 
 
 # ------------------------------------------------------------------------------ change window
@@ -77,29 +107,64 @@ def window_end(window: ChangeWindow, now: datetime) -> datetime | None:
     return None
 
 
+def next_openings(window: ChangeWindow, now: datetime, days: int = 7) -> list[tuple[datetime, datetime]]:
+    """The windows (UTC start, exclusive end) that open after ``now`` within ``days`` days."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    tz = ZoneInfo(window.timezone)
+    today = now.astimezone(tz).date()
+    found = []
+    for offset in range(days + 1):
+        day = today + timedelta(days=offset)
+        if WEEKDAYS[day.weekday()] in window.days:
+            start, end = _bounds(window, day, tz)
+            if now < start <= now + timedelta(days=days):
+                found.append((start, end))
+    return found
+
+
 def describe_window(window: ChangeWindow) -> str:
     return f"{','.join(window.days)} {window.start}-{window.end} {window.timezone}"
 
 
-# ------------------------------------------------------------------------------------ estimates
-def read_history(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The history file's entries and the number of lines that were not JSON objects."""
+# ------------------------------------------------------------------------------------ history
+def history_entries(path: Path) -> tuple[list[HistoryEntry], list[str]]:
+    """Every line of the release history as a :class:`HistoryEntry`, and a problem for each line that is not one.
+
+    A duration that is negative or not finite is a problem too: the plan would be estimated from it.
+    Lines of the format written before ``verified`` existed are read as :class:`ReleaseHistory` reads them.
+    """
     if not path.exists():
-        return [], 0
-    entries, bad = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+        return [], []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [f"cannot be read: {type(exc).__name__}: {exc}"]
+    entries, problems = [], []
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
-        except ValueError:
-            bad += 1
+            data = json.loads(line)
+        except ValueError as exc:
+            problems.append(f"line {number} is not JSON ({exc})")
             continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-        else:
-            bad += 1
-    return entries, bad
+        if isinstance(data, dict) and "verified" not in data and data.get("outcome") == "success":
+            data["verified"] = True
+        try:
+            entry = HistoryEntry.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "the line"
+            problems.append(f"line {number} is not a history entry ({where}: {error['msg']})")
+            continue
+        bad = [f"{phase}={seconds}" for phase, seconds in entry.phase_seconds.items()
+               if not math.isfinite(seconds) or seconds < 0]
+        if bad:
+            problems.append(f"line {number} has durations that are not a time: phase_seconds {', '.join(bad)}")
+            continue
+        entries.append(entry)
+    return entries, problems
 
 
 def estimate_phases(history: list[dict[str, Any]], default_minutes: float) -> dict[str, dict[str, Any]]:
@@ -125,89 +190,104 @@ def estimate_phases(history: list[dict[str, Any]], default_minutes: float) -> di
     return estimates
 
 
-def plan_markdown(plan: dict[str, Any]) -> str:
-    lines = [f"# Release plan: {plan['service']} {plan['version']}", "",
-             f"- Run: `{plan['run_id']}`", f"- Environment: {plan['environment']}",
-             f"- Strategy: {plan['strategy']}", f"- Created: {plan['created_at']}",
-             f"- Estimated total: {plan['total_minutes']:.2f} min, estimated end {plan['estimated_end']}",
-             f"- Change window: {plan['change_window'] or 'none'} (closes {plan['window_end'] or 'n/a'})",
-             f"- Approvers: {', '.join(plan['approvers']) or 'none'} (required {plan['required_approvals']})",
-             "", "| # | phase | steps | estimate (min) | from |", "| --- | --- | --- | --- | --- |"]
-    for phase in plan["phases"]:
-        source = f"history ({phase['runs']} runs)" if phase["source"] == "history" else "default"
-        lines.append(f"| {phase['number']} | {phase['title']} | {', '.join(phase['steps'])} | "
-                     f"{phase['estimated_minutes']:.2f} | {source} |")
-    return "\n".join(lines) + "\n"
-
-
 def _valid_estimate(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+# ------------------------------------------------------------------------------- release plan
+def build_plan(ctx: DutyContext, now: datetime, estimates: dict[str, dict[str, Any]], history_runs: int,
+               end: datetime | None) -> dict[str, Any]:
+    """The release plan: the DAG's phases and tasks (:func:`plan_release`), each phase scheduled from ``now``."""
+    spec = ctx.spec
+    dag = plan_release(spec)
+    phases, cursor = [], now
+    for phase in dag.phases:
+        minutes = estimates[phase.id]["minutes"]
+        start, cursor = cursor, cursor + timedelta(minutes=minutes)
+        phases.append({"id": phase.id, "number": phase.number, "title": phase.title,
+                       "steps": [t.step_id for t in phase.tasks if t.kind == "agent"],
+                       "tasks": [t.task_id for t in phase.tasks], "deliverables": list(phase.deliverables),
+                       "estimated_minutes": minutes, "source": estimates[phase.id]["source"],
+                       "runs": estimates[phase.id]["runs"], "start": start.isoformat(), "end": cursor.isoformat()})
+    total = round(sum(e["minutes"] for e in estimates.values()), 3)
+    return {
+        "service": spec.service, "version": ctx.version, "run_id": ctx.run_id, "dag_id": dag.dag_id,
+        "environment": spec.environment, "strategy": ctx.params.strategy.value, "created_at": now.isoformat(),
+        "phases": phases, "total_minutes": total, "estimated_end": (now + timedelta(minutes=total)).isoformat(),
+        "change_window": describe_window(spec.change_window) if spec.change_window else None,
+        "window_end": end.isoformat() if end else None,
+        "approvers": list(spec.approvals.approvers) if spec.approvals else [],
+        "required_approvals": spec.approvals.required if spec.approvals else 0,
+        "history_runs": history_runs,
+    }
 
 
 @duty("release_plan")
 def release_plan(ctx: DutyContext, report: ReportBuilder) -> None:
     spec = ctx.spec
     now = utcnow()
-    history, bad_lines = read_history(ctx.paths.history_file)
-    if bad_lines:
-        report.findings.append(f"{bad_lines} unreadable line(s) in {ctx.paths.history_file} were ignored")
-    estimates = estimate_phases(history, spec.planning.default_phase_minutes)
-    total = round(sum(e["minutes"] for e in estimates.values()), 3)
-    end = window_end(spec.change_window, now) if spec.change_window else None
-    plan = {
-        "service": spec.service, "version": ctx.version, "run_id": ctx.run_id, "environment": spec.environment,
-        "strategy": ctx.params.strategy.value, "created_at": now.isoformat(),
-        "phases": [{"id": p.id, "number": p.number, "title": p.title, "steps": [s.id for s in p.steps],
-                    "estimated_minutes": estimates[p.id]["minutes"], "source": estimates[p.id]["source"],
-                    "runs": estimates[p.id]["runs"]} for p in PHASES],
-        "total_minutes": total, "estimated_end": (now + timedelta(minutes=total)).isoformat(),
-        "change_window": describe_window(spec.change_window) if spec.change_window else None,
-        "window_end": end.isoformat() if end else None,
-        "approvers": list(spec.approvals.approvers) if spec.approvals else [],
-        "required_approvals": spec.approvals.required if spec.approvals else 0,
-        "history_runs": len(history),
-    }
+    outcomes: Outcomes = {}
 
-    # read: the plan is written, read back and delivered
+    # read: the release history the estimates rest on; the plan built from the DAG, written and read back
+    history_file = ctx.paths.history_file
+    entries, history_problems = history_entries(history_file)
+    if history_file.is_file():
+        report.evidence("read", Evidence.file(history_file, summary=f"release history: {len(entries)} entries, "
+                                                                    f"{len(history_problems)} unreadable line(s)",
+                                              entries=len(entries), problems=history_problems))
+    else:
+        report.evidence("read", Evidence(kind="computed", source=str(history_file),
+                                         summary="no release history yet: every phase from the spec's default",
+                                         data={"exists": history_file.exists(), "entries": 0}))
+    estimates = estimate_phases([e.model_dump() for e in entries], spec.planning.default_phase_minutes)
+    end = window_end(spec.change_window, now) if spec.change_window else None
+    plan = build_plan(ctx, now, estimates, len(entries), end)
+    total = plan["total_minutes"]
     path = ctx.paths.workdir / "release-plan.json"
-    markdown = path.with_suffix(".md")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(plan, indent=2), encoding="utf-8")
-    markdown.write_text(plan_markdown(plan), encoding="utf-8")
+    problems = [f"release history {history_file} {problem}" for problem in history_problems]
+    if history_problems:
+        problems.append("the plan's estimates would rest on a history that does not read back: repair or remove "
+                        "those lines")
     try:
         reread = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        report.fail("read", f"release plan {path} does not read back as JSON: {exc}")
+        problems.append(f"release plan {path} does not read back as JSON: {exc}")
         reread = {}
     phases = reread.get("phases", []) if isinstance(reread, dict) else []
     report.evidence("read", Evidence.file(path, summary=f"release plan: {len(phases)} phases, {total:.2f} min",
                                           phases=len(phases)))
-    report.evidence("read", Evidence.file(markdown))
-    report.deliver("release plan", path)
-    report.deliver("release plan (Markdown)", markdown)
-    if reread:
-        ids = [p.get("id") for p in phases]
-        report.verdict("read", ids == [p.id for p in PHASES],
-                       f"release plan {path.name} lists the {len(ids)} phases" if ids == [p.id for p in PHASES]
-                       else f"release plan {path} lists phases {ids}, expected the 8 seed phases")
+    dag_phases = [p.id for p in plan_release(spec).phases]
+    if [p.get("id") for p in phases] != dag_phases:
+        problems.append(f"release plan {path.name} lists phases {[p.get('id') for p in phases]}, the DAG has "
+                        f"{dag_phases}")
+    _decide(report, "read", problems, f"release history read ({len(entries)} earlier run(s)); release plan "
+                                      f"{path.name} lists the DAG's {len(dag_phases)} phases", outcomes)
     report.facts.update(plan_path=str(path), total_minutes=total, estimates=estimates,
                         estimated_end=plan["estimated_end"], window_end=plan["window_end"])
 
-    # verify: approvers assigned, every phase estimated
+    # verify: approvers assigned; every phase estimated from its measured history, else from the spec's default
     problems = []
-    if not spec.approvals or not spec.approvals.approvers:
+    if not plan["approvers"]:
         problems.append("no approvers assigned: add approvals.approvers to the spec")
-    missing = [p["id"] for p in phases if not _valid_estimate(p.get("estimated_minutes"))]
-    if missing or len(phases) != len(PHASES):
-        problems.append(f"phases without a valid estimate: {', '.join(missing) or 'plan incomplete'}")
-    report.evidence("verify", Evidence(kind="computed", source=str(path),
+    for phase in phases:
+        measured = sum(1 for e in entries if (e.phase_seconds.get(phase.get("id")) or 0) > 0)
+        if not _valid_estimate(phase.get("estimated_minutes")):
+            problems.append(f"phase {phase.get('id')} has no valid estimate ({phase.get('estimated_minutes')!r})")
+        elif measured and (phase.get("source"), phase.get("runs")) != ("history", measured):
+            problems.append(f"phase {phase.get('id')} is estimated from {phase.get('source')} although "
+                            f"{measured} earlier run(s) measured it")
+    report.evidence("verify", Evidence(kind="computed", source=f"{path.name} vs {history_file.name} and the spec",
                                        summary=f"approvers {plan['approvers']}, {len(phases)} phases estimated",
                                        data={"approvers": plan["approvers"], "required": plan["required_approvals"],
-                                             "estimates": {p["id"]: p.get("estimated_minutes") for p in phases}}))
-    report.verdict("verify", not problems, "; ".join(problems) or
-                   f"{len(plan['approvers'])} approver(s) assigned; every phase estimated")
+                                             "estimates": {p.get("id"): [p.get("estimated_minutes"), p.get("source"),
+                                                                         p.get("runs")] for p in phases}}))
+    _decide(report, "verify", problems, f"{len(plan['approvers'])} approver(s) assigned; every phase estimated "
+                                        f"({sum(1 for p in phases if p.get('source') == 'history')} from history)",
+            outcomes)
 
-    # check: the estimated end falls before the change window closes
+    # check: the estimated end falls before the change window closes, at the clock of this run
     estimated_end = now + timedelta(minutes=total)
     report.evidence("check", Evidence(kind="computed", source="change window vs estimate",
                                       summary=f"now {now.isoformat()}, +{total:.2f} min, "
@@ -217,115 +297,167 @@ def release_plan(ctx: DutyContext, report: ReportBuilder) -> None:
                                             "change_window": plan["change_window"], "window_end": plan["window_end"],
                                             "environment": spec.environment}))
     report.metrics["estimated_minutes"] = total
+    problems, detail = [], ""
     if spec.change_window is None:
-        feasible = spec.environment != "production"
-        detail = (f"no change window; allowed for environment {spec.environment}" if feasible
-                  else "production release without a change_window in the spec")
+        if spec.environment == "production":
+            problems.append("production release without a change_window in the spec")
+        detail = f"no change window; allowed for environment {spec.environment}"
     elif end is None:
-        feasible = False
-        detail = f"now ({now.isoformat()}) is outside the change window {plan['change_window']}"
+        problems.append(f"now ({now.isoformat()}) is outside the change window {plan['change_window']}")
+    elif estimated_end > end:
+        problems.append(f"estimated end {estimated_end.isoformat()} ({total:.2f} min) is after the change window "
+                        f"{plan['change_window']} closes at {end.isoformat()}")
     else:
-        feasible = estimated_end <= end
-        detail = (f"estimated end {estimated_end.isoformat()} is before the window end {end.isoformat()}" if feasible
-                  else f"estimated end {estimated_end.isoformat()} ({total:.2f} min) is after the change window "
-                       f"{plan['change_window']} closes at {end.isoformat()}")
-    report.facts["feasible"] = feasible
-    report.verdict("check", feasible, detail)
+        detail = f"estimated end {estimated_end.isoformat()} is before the window end {end.isoformat()}"
+    report.facts["feasible"] = _decide(report, "check", problems, detail, outcomes)
+
+    # deliverables
+    for name, file_name, text in (("Release plan", "release-plan.md", plan_markdown(plan, outcomes)),
+                                  ("Deployment schedule", "deployment-schedule.ics", schedule_ics(plan))):
+        out = ctx.paths.workdir / file_name
+        out.write_text(text, encoding="utf-8", newline="")
+        report.deliver(name, out)
 
 
 # -------------------------------------------------------------------------------- notifications
-def communication_plan(ctx: DutyContext) -> str:
-    spec = ctx.spec
-    lines = [f"# Communication plan: {spec.service} {ctx.version}", "",
-             "Channels: " + ", ".join(f"{c.kind} ({c.path})" for c in spec.notifications.all_channels), "",
-             "| audience | recipients |", "| --- | --- |"]
-    lines += [f"| {audience} | {', '.join(recipients)} |"
-              for audience, recipients in sorted(spec.notifications.stakeholders.items())]
-    lines += ["", "| event | when | audiences | severity |", "| --- | --- | --- | --- |",
-              "| release_starting | phase 2, before the build | all | info |",
-              "| release_succeeded | after the release gate | all | info |",
-              "| release_aborted | a gate failed before traffic moved | all | warning |",
-              "| release_rolled_back | a gate failed after traffic moved | all | critical |", ""]
-    if spec.approvals:
-        lines.append(f"Approval gate: {spec.approvals.required} of {', '.join(spec.approvals.approvers)}.")
-    else:
-        lines.append("Approval gate: none.")
-    lines.append(f"Change window: {describe_window(spec.change_window) if spec.change_window else 'none'}.")
-    return "\n".join(lines) + "\n"
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_HANDLE = re.compile(r"^[@#][A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def is_address(recipient: str) -> bool:
+    """An e-mail address, a ``@handle`` or a ``#channel``: something a message can be addressed to."""
+    return bool(_EMAIL.match(recipient) or _HANDLE.match(recipient))
+
+
+def recipient_problems(stakeholders: dict[str, list[str]]) -> list[str]:
+    """One problem per recipient that is not an address, naming its spec field."""
+    return [f"notifications.stakeholders.{audience}[{index}] {recipient!r} is not an e-mail address, @handle or "
+            "#channel" for audience, recipients in stakeholders.items()
+            for index, recipient in enumerate(recipients) if not is_address(recipient)]
+
+
+def addressing_problems(delivered: list[Evidence], stakeholders: dict[str, list[str]]) -> list[str]:
+    """Deliveries whose message (as the channel took it) leaves out an audience or a recipient of the spec."""
+    problems = []
+    wanted_audiences = set(stakeholders)
+    wanted_recipients = {r for recipients in stakeholders.values() for r in recipients}
+    for evidence in delivered:
+        message = evidence.data.get("message") or {}
+        audiences = wanted_audiences - set(message.get("audiences") or [])
+        recipients = wanted_recipients - set(message.get("recipients") or [])
+        if audiences or recipients:
+            problems.append(f"{evidence.source}: the message leaves out " + ", ".join(
+                [f"audience(s) {sorted(audiences)}"] * bool(audiences) + [f"recipient(s) {sorted(recipients)}"]
+                * bool(recipients)))
+    return problems
+
+
+def approval_problems(ctx: DutyContext, risk_level: str | None) -> list[str]:
+    """The spec's approval gates, judged: present for production, enough distinct approvers, a high risk approved."""
+    spec, problems = ctx.spec, []
+    if spec.environment == "production" and spec.approvals is None:
+        problems.append("production release without approvals in the spec")
+    if spec.approvals is not None:
+        approvers = spec.approvals.approvers
+        distinct = sorted(set(approvers))
+        if spec.approvals.required > len(distinct):
+            twice = sorted({a for a in approvers if approvers.count(a) > 1})
+            problems.append(f"approvals.required={spec.approvals.required} but approvals.approvers names only "
+                            f"{len(distinct)} distinct approver(s) ({', '.join(twice)} listed more than once)")
+    if risk_level == "high" and spec.risk.high_risk_approval is None:
+        problems.append("risk_assessment rated this release high risk and risk.high_risk_approval records no approval")
+    return problems
 
 
 @duty("notifications")
 def notifications(ctx: DutyContext, report: ReportBuilder) -> None:
     spec = ctx.spec
-    stakeholders = spec.notifications.stakeholders
+    stakeholders = {audience: list(recipients) for audience, recipients in spec.notifications.stakeholders.items()}
+    outcomes: Outcomes = {}
+    channels = [{"field": field, "kind": channel.kind, "channel": channel.path,
+                 "min_severity": getattr(channel, "min_severity", "info")}
+                for field, channel in spec.notifications.channel_fields()]
+    estimate, why_no_estimate = handed_on(ctx, PlanEstimate)
+    risk = ctx.earlier("risk_assessment")
+    risk_level = risk.facts.get("risk_level") if risk else None
 
-    # read: stakeholders per audience
-    empty = sorted(a for a, recipients in stakeholders.items() if not recipients)
+    # read: stakeholders per audience, each recipient an address; what earlier steps hand on for the message
+    problems = recipient_problems(stakeholders)
+    if not stakeholders:
+        problems.append("notifications.stakeholders names no audience")
     report.evidence("read", Evidence(kind="computed", source="notifications.stakeholders",
                                      summary=f"{len(stakeholders)} audience(s), "
                                              f"{len({r for v in stakeholders.values() for r in v})} recipient(s)",
-                                     data={"stakeholders": {a: list(r) for a, r in stakeholders.items()},
-                                           "channels": [c.model_dump() for c in spec.notifications.all_channels]}))
-    if not stakeholders:
-        report.fail("read", "notifications.stakeholders names no audience")
-    else:
-        report.verdict("read", not empty, f"audiences without recipients: {', '.join(empty)}" if empty
-                       else f"audiences: {', '.join(sorted(stakeholders))}")
+                                     data={"stakeholders": stakeholders, "channels": channels}))
+    report.evidence("read", Evidence(kind="computed", source="release_plan and risk_assessment reports of this run",
+                                     summary=f"estimated end {estimate.estimated_end.isoformat() if estimate else '-'}"
+                                             f", risk level {risk_level or '-'}",
+                                     data={"estimated_end": estimate.estimated_end.isoformat() if estimate else None,
+                                           "why_no_estimate": None if estimate else why_no_estimate,
+                                           "risk_level": risk_level}))
+    if estimate is None:
+        report.findings.append(f"the message names no estimated end: {why_no_estimate}")
+    _decide(report, "read", problems, f"audiences: {', '.join(sorted(stakeholders))}; every recipient is an address",
+            outcomes)
 
-    # verify: "release starting" delivered through the channel, communication plan written
-    plan_path = ctx.paths.workdir / "communication-plan.md"
-    plan_path.parent.mkdir(parents=True, exist_ok=True)
-    plan_path.write_text(communication_plan(ctx), encoding="utf-8")
-    report.deliver("communication plan", plan_path)
-    estimate, _ = handed_on(ctx, PlanEstimate)
+    # verify: "release starting" delivered through every channel, to every audience, as each channel answered
     end = estimate.estimated_end.isoformat() if estimate else None
     result = notify.send(
         spec, ctx.paths.home, event="release_starting", severity="info",
         subject=f"{spec.service} {ctx.version} release starting",
         body=f"Release {ctx.version} of {spec.service} ({spec.environment}, {ctx.params.strategy.value}) starts "
-             f"now" + (f"; estimated end {end}" if end else "") + ".",
+             f"now" + (f"; estimated end {end}" if end else "") + (f"; risk {risk_level}" if risk_level else "") + ".",
         run_id=ctx.run_id, version=ctx.version)
+    skipped = list(getattr(result, "skipped", []))
     # every channel's outcome is kept: a failed one fails the item, the others' deliveries stay on record
     for delivery in result.delivered:
         report.evidence("verify", delivery)
     for failure in result.failures:
         report.evidence("verify", failure.evidence())
-    report.evidence("verify", Evidence.file(plan_path))
+    for skip in skipped:
+        report.evidence("verify", skip.evidence())
     report.facts["notification"] = {"delivered": [e.source for e in result.delivered],
-                                    "failed": [f.model_dump() for f in result.failures]}
-    if result.ok:
-        report.verdict("verify", True, result.summary)
-    else:
-        report.fail("verify", "release-starting notification not delivered to "
-                    + "; ".join(f.describe() for f in result.failures)
-                    + (f" (delivered to {', '.join(e.data['channel_path'] for e in result.delivered)})"
-                       if result.delivered else ""))
+                                    "failed": [f.model_dump() for f in result.failures],
+                                    "skipped": [s.describe() for s in skipped]}
+    problems = addressing_problems(result.delivered, stakeholders)
+    if result.failures:
+        reached = ", ".join(str(e.data.get("channel_path", e.source)) for e in result.delivered)
+        problems.insert(0, "release-starting notification not delivered to "
+                        + "; ".join(f.describe() for f in result.failures)
+                        + (f" (delivered to {reached})" if reached else ""))
+    elif not result.delivered:
+        problems.append("release-starting notification reached no channel: "
+                        + ("; ".join(s.describe() for s in skipped) or "the spec names none"))
+    _decide(report, "verify", problems, result.summary, outcomes)
 
-    # check: approval gates and change window
+    # check: approval gates consistent; the change window open now and still open at the plan's estimated end
     now = utcnow()
-    problems = []
-    if spec.environment == "production":
-        if spec.approvals is None:
-            problems.append("production release without approvals in the spec")
-        if spec.change_window is None:
-            problems.append("production release without a change_window in the spec")
+    problems = approval_problems(ctx, risk_level)
+    if spec.environment == "production" and spec.change_window is None:
+        problems.append("production release without a change_window in the spec")
     end_at = window_end(spec.change_window, now) if spec.change_window else None
     if spec.change_window is not None and end_at is None:
         problems.append(f"now ({now.isoformat()}) is outside the change window {describe_window(spec.change_window)}")
+    elif end_at is not None and estimate is not None and estimate.estimated_end > end_at:
+        problems.append(f"the release plan's estimated end {estimate.estimated_end.isoformat()} is after the change "
+                        f"window closes at {end_at.isoformat()}")
     approval = {"approvers": list(spec.approvals.approvers) if spec.approvals else [],
                 "required": spec.approvals.required if spec.approvals else 0,
                 "gate": "configured" if spec.approvals else "none"}
-    report.evidence("check", Evidence(kind="computed", source="approvals and change_window",
+    report.evidence("check", Evidence(kind="computed", source="approvals and change_window at the run's clock",
                                       summary=f"approvals {approval['gate']}, window "
                                               f"{'open until ' + end_at.isoformat() if end_at else 'closed or none'}",
                                       data={"environment": spec.environment, "approvals": approval,
                                             "change_window": spec.change_window.model_dump()
                                             if spec.change_window else None,
                                             "now": now.isoformat(),
-                                            "window_end": end_at.isoformat() if end_at else None}))
-    report.verdict("check", not problems, "; ".join(problems) or
-                   (f"approvals configured; change window open until {end_at.isoformat()}" if end_at
-                    else f"no approval gate or window needed for {spec.environment}"))
+                                            "window_end": end_at.isoformat() if end_at else None,
+                                            "estimated_end": estimate.estimated_end.isoformat() if estimate else None,
+                                            "risk_level": risk_level}))
+    check_ok = (f"approvals configured; change window open until {end_at.isoformat()}" if end_at
+                else f"no approval gate or window needed for {spec.environment}")
+    _decide(report, "check", problems, check_ok, outcomes)
 
     # report: readiness and approval status
     readiness = {step: (r.status if (r := ctx.earlier(step)) else "not run")
@@ -333,3 +465,89 @@ def notifications(ctx: DutyContext, report: ReportBuilder) -> None:
     report.facts.update(approval=approval, window_open=end_at is not None,
                         window_end=end_at.isoformat() if end_at else None, readiness=readiness,
                         audiences=sorted(stakeholders))
+    _deliver_notifications(ctx, report, outcomes, stakeholders, channels, result, skipped, now, end_at, estimate,
+                           risk_level)
+
+
+def _deliver_notifications(ctx: DutyContext, report: ReportBuilder, outcomes: Outcomes,
+                           stakeholders: dict[str, list[str]], channels: list[dict[str, Any]],
+                           result: notify.NotificationResult, skipped: list[Any], now: datetime,
+                           end_at: datetime | None, estimate: PlanEstimate | None, risk_level: str | None) -> None:
+    spec = ctx.spec
+    head = {"service": spec.service, "version": ctx.version, "environment": spec.environment}
+    deliveries = [{"channel": e.data.get("field") or e.source, "outcome": "delivered",
+                   "evidence": f"{e.kind} {e.source} sha256 {str(e.sha256)[:12]}"} for e in result.delivered]
+    deliveries += [{"channel": f.field, "outcome": "FAILED", "evidence": f.error} for f in result.failures]
+    deliveries += [{"channel": s.field, "outcome": "skipped", "evidence": s.describe()} for s in skipped]
+    message = result.delivered[0].data.get("message", {}) if result.delivered else {
+        "subject": result.subject, "audiences": sorted(stakeholders)}
+    window = spec.change_window
+    evaluation = {"describe": describe_window(window) if window else None, "now": now.isoformat(),
+                  "window_end": end_at.isoformat() if end_at else None,
+                  "estimated_end": estimate.estimated_end.isoformat() if estimate else None,
+                  "next": [(s.isoformat(), e.isoformat()) for s, e in next_openings(window, now)] if window else [],
+                  "check": f"{'pass' if outcomes['check'][0] else 'FAIL'}: {outcomes['check'][1]}"}
+    gates = {"approvers": list(spec.approvals.approvers) if spec.approvals else [],
+             "required": spec.approvals.required if spec.approvals else 0, "risk_level": risk_level,
+             "high_risk_approval": (f"{spec.risk.high_risk_approval.approved_by}: {spec.risk.high_risk_approval.reason}"
+                                    if spec.risk.high_risk_approval else None),
+             "waivers": (r.facts.get("waivers") or []) if (r := ctx.earlier("readiness")) else []}
+    documents = (
+        ("Stakeholder notifications", "stakeholder-notifications.md",
+         notifications_markdown(head, stakeholders, channels, message, deliveries, outcomes)),
+        ("Change windows", "change-windows.md", change_window_markdown(head, window.model_dump() if window else None,
+                                                                       evaluation)),
+        ("Approval gates", "approval-gates.md", approval_gates_markdown(head, gates, outcomes["check"])),
+    )
+    ctx.paths.workdir.mkdir(parents=True, exist_ok=True)
+    for name, file_name, text in documents:
+        path = ctx.paths.workdir / file_name
+        path.write_text(text, encoding="utf-8")
+        report.deliver(name, path)
+
+
+# ------------------------------------------------------------------------------ verification matrix
+PROOFS: dict[str, ItemProof] = {
+    "release_plan.read": ItemProof(
+        evidence="the release history file of this DAG (sha256, every line parsed as a HistoryEntry) and the plan "
+                 "built from the DAG's task records (plan_release), written and read back",
+        oracle="the release history the release gates of earlier runs appended (ReleaseHistory), and the DAG's "
+               "phases from plan_release(spec)",
+        fails_when="a line of the release history is not a history entry (truncated JSON, a duration that is not "
+                   "a number): the estimates would rest on it",
+        test=f"{TEST_FILE}::test_release_plan_read_fails_on_a_corrupt_history_line"),
+    "release_plan.verify": ItemProof(
+        evidence="the approvers and, per phase, the estimate with its source and the number of measured runs",
+        oracle="the spec's approvals and planning.default_phase_minutes, and the phase_seconds measured by "
+               "earlier runs in the release history (every measured phase must be estimated from them). Whether "
+               "the approvers are Airflow users or roles is not checked yet: human approval comes with issue 7",
+        fails_when="the spec assigns no approvers (a staging spec without approvals)",
+        test=f"{TEST_FILE}::test_release_plan_fails_without_approvers"),
+    "release_plan.check": ItemProof(
+        evidence="the run's clock, the plan's estimated total and end, the change window's close",
+        oracle="the wall clock at the run's time evaluated against the spec's change_window (days, hours, time zone)",
+        fails_when="the estimated end falls after the change window closes (a 09:00-10:00 window at 09:50 with a "
+                   "40-minute plan)",
+        test=f"{TEST_FILE}::test_release_plan_fails_when_estimate_ends_after_window"),
+    "notifications.read": ItemProof(
+        evidence="the stakeholders per audience with each recipient checked as an address, the channels, and the "
+                 "estimated end and risk level handed on by release_plan and risk_assessment",
+        oracle="the spec's notifications.stakeholders, and the release_plan and risk_assessment reports of this run",
+        fails_when="a recipient is not an e-mail address, @handle or #channel (product.example.com)",
+        test=f"{TEST_FILE}::test_notifications_read_fails_on_a_recipient_that_is_no_address"),
+    "notifications.verify": ItemProof(
+        evidence="each channel's answer to the release-starting message: a file channel's line read back with the "
+                 "file's sha256, a webhook receiver's confirming answer; failures and skipped channels",
+        oracle="the channels themselves (the file as read back, the receiver's answer) and the spec's audiences: "
+               "every channel delivers a message addressed to every audience and recipient",
+        fails_when="a channel cannot take the message (its file path is a folder)",
+        test=f"{TEST_FILE}::test_notifications_fail_when_channel_cannot_be_written"),
+    "notifications.check": ItemProof(
+        evidence="the approval gates (approvers, required, distinct) and the change window evaluated at the run's "
+                 "clock, with the release plan's estimated end and the risk level",
+        oracle="the wall clock against the spec's change_window; the spec's approvals; the release_plan and "
+               "risk_assessment reports of this run. The approvers' sign-off itself is not collected yet "
+               "(Airflow human-in-the-loop: issue 7)",
+        fails_when="the run starts outside the change window (a weekday window on a Saturday)",
+        test=f"{TEST_FILE}::test_notifications_fail_outside_change_window"),
+}

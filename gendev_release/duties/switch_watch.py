@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -60,6 +61,29 @@ def tally_by_path(requests: Sequence[ObservedRequest], paths: Sequence[str],
         counted = [r for r in requests if r.path == path and r.phase in phases]
         tally[path] = PathTally(observed=len(counted), failed=sum(1 for r in counted if r.failed))
     return tally
+
+
+def tally_by_phase(requests: Sequence[ObservedRequest]) -> dict[str, dict[str, Any]]:
+    """Per phase (before, during, after the switch): requests, failures, and which versions answered.
+
+    The traffic move as a client saw it: the old version's answers before the switch, the new
+    one's after it, and any mix in between (``"(no version)"`` counts answers naming none).
+    """
+    phases: dict[str, dict[str, Any]] = {}
+    for phase in PHASES:
+        counted = [r for r in requests if r.phase == phase]
+        versions: dict[str, int] = {}
+        for request in counted:
+            key = request.served_version or "(no version)"
+            versions[key] = versions.get(key, 0) + 1
+        by_path: dict[str, dict[str, int]] = {}
+        for request in counted:
+            entry = by_path.setdefault(request.path, {"observed": 0, "failed": 0})
+            entry["observed"] += 1
+            entry["failed"] += int(request.failed)
+        phases[phase] = {"requests": len(counted), "failed": sum(1 for r in counted if r.failed),
+                         "versions": versions, "by_path": by_path}
+    return phases
 
 
 def served_version(body: str) -> str | None:

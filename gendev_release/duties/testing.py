@@ -1,16 +1,21 @@
-"""Phase 6 duties: smoke tests generated from the critical endpoints, and QA coordination.
+"""Phase 6 duties: smoke tests generated from the spec, and QA coordination.
 
-``smoke_tests`` generates a suite from ``spec.critical_endpoints``, writes it to a file, runs it
-through the router and writes the results as JUnit XML; every verdict is taken from the files
-read back, never from memory. ``qa`` runs the spec's integration/UAT commands, parses the JUnit
-each one writes, and gates on the pass rate (strictly above ``test_pass_pct``, the seed's
+``smoke_tests`` generates a suite from the spec's critical endpoints and health checks (and the
+GET routes the new version lists itself, when ``smoke.openapi_path`` names its OpenAPI document),
+runs it through the router and writes the results as JUnit XML, read back through junitparser.
+Its items are judged against what the duty did not write: the target's report and the router's
+answers (the results are of this run's version), the spec (every critical endpoint, health check
+and listed route exercised and answered live), and the live answers against the spec's expectations.
+
+``qa`` runs the spec's integration and acceptance suites (argv commands), parses the JUnit each one
+writes in this run, and gates on the pass rate (strictly above ``test_pass_pct``, the seed's
 ">90 %"), coverage (Cobertura/coverage.py XML written during this run, parsed by
-:mod:`gendev_release.formats`) and a benchmark against the SLA.
+:mod:`gendev_release.formats`), a benchmark against the SLA and against the previous version
+measured now, and the live version's security headers (:mod:`.qa_evidence`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,76 +26,113 @@ from gendev_release.commands import run_command, substitute
 from gendev_release.context import DutyContext, write_json_atomic
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import router_url
+from gendev_release.duties.qa_evidence import (
+    Route,
+    fetch_routes,
+    results_version_problem,
+    run_benchmark,
+    security_evidence,
+    unexercised_routes,
+    verify_security,
+)
+from gendev_release.duties.smoke_suite import (
+    SmokeTest,
+    build_smoke_suite,
+    read_smoke_suite,
+    required_endpoints,
+)
 from gendev_release.formats import parse_coverage_xml, stale_coverage_problem
 from gendev_release.junit import CaseResult, JUnitSummary, parse_junit, write_junit
 from gendev_release.paths import resolve_inside
-from gendev_release.probes import load_test, run_check
-from gendev_release.report import Evidence, ReportBuilder, utcnow
+from gendev_release.probes import CheckResult, run_check
+from gendev_release.report import Evidence, ReportBuilder, sha256_file, utcnow
 from gendev_release.run_record import RecordError, RunRecordStore
-from gendev_release.spec import Endpoint, ReleaseSpec
+from gendev_release.serving import check_serving
+from gendev_release.verification_matrix import ItemProof
 
 QA_COMMAND_TIMEOUT = 900.0
+SMOKE_TESTS = "Smoke tests"
+INTEGRATION_VALIDATION = "Integration validation"
+USER_ACCEPTANCE = "User acceptance"
+PERFORMANCE_BENCHMARKS = "Performance benchmarks"
+SECURITY_VERIFICATION = "Security verification"
+_TESTS = "tests/duties/test_testing.py"
+
+#: How the read, verify and check items of ``smoke_tests`` and ``qa`` are decided (the verification matrix).
+PROOFS: dict[str, ItemProof] = {
+    "smoke_tests.read": ItemProof(
+        evidence="the generated suite read back from disk, its JUnit results read back through junitparser, the "
+                 "target's status and the router's answers to the spec's version endpoint",
+        oracle="the target's own state (this run's slot active) and the live router (its answers name this run's "
+               "version and no other), so the results are of this release; one JUnit case per suite test",
+        fails_when="the router serves another version than the run's (traffic still or again on the previous "
+                   "release), or the results lack a case for a test of the suite",
+        test=f"{_TESTS}::test_smoke_results_of_another_version_fail_read"),
+    "smoke_tests.verify": ItemProof(
+        evidence="the JUnit cases read back and the live HTTP answer of each; the new version's own route "
+                 "listing (OpenAPI JSON at smoke.openapi_path) when the spec names one",
+        oracle="the spec's critical_endpoints and health checks (path and expectation) and the routes the live "
+               "version lists itself: each must have a case that the live service answered",
+        fails_when="the new version lists a GET route no smoke request reaches (a templated route such as "
+                   "/api/items/{item_id} with no matching critical endpoint), its listing does not answer, or a "
+                   "critical endpoint gets no answer at all",
+        test=f"{_TESTS}::test_listed_route_not_exercised_fails_verify"),
+    "smoke_tests.check": ItemProof(
+        evidence="the JUnit results read back (failures, errors, skipped) with each live answer's status and body",
+        oracle="the live service's answers through the router judged against each critical endpoint's and health "
+               "check's expectations in the spec (status, body); 100 % must pass",
+        fails_when="a critical endpoint answers otherwise than the spec expects (a -broken version's /healthz "
+                   "answers 503)",
+        test=f"{_TESTS}::test_failing_smoke_test_is_named_with_its_message"),
+    "qa.read": ItemProof(
+        evidence="each suite command's exit code and output, and the JUnit XML it wrote in this run (an earlier "
+                 "file is deleted first) parsed through junitparser; the target's status and the router's answers",
+        oracle="the output of the test tools run in this run (their JUnit and exit codes must agree), the spec's "
+               "suite list (at least one acceptance suite) and the live router naming this run's version",
+        fails_when="a suite does not write its JUnit (a stale file from an earlier run is left in place), writes "
+                   "malformed XML, exits non-zero with a clean report, no acceptance suite ran, or the router "
+                   "serves another version",
+        test=f"{_TESTS}::test_missing_junit_fails_read_even_when_a_stale_file_was_there"),
+    "qa.verify": ItemProof(
+        evidence="per-suite counts (tests, failures, errors, skipped) and failed cases from each suite's JUnit",
+        oracle="the JUnit of the tools run in this run, one result per suite the spec names, each with at least "
+               "one test case",
+        fails_when="a suite's run collects no test (its JUnit lists zero cases)",
+        test=f"{_TESTS}::test_suite_without_test_cases_fails_verify"),
+    "qa.check": ItemProof(
+        evidence="the pass rate over all suites' JUnit, the coverage XML written in this run, a bounded benchmark "
+                 "through the router and of the new and previous slots directly (interleaved, same request count), "
+                 "the live version's security headers through the router",
+        oracle="the spec's quality gates (test_pass_pct, min_coverage_pct, p95_latency_ms, max_error_rate_pct, "
+               "regression_tolerance_pct / regression_min_ms), the previous version measured in this run, "
+               "security.required_headers and the hardening step's report",
+        fails_when="the new version is slower than the previous one beyond the tolerance (or the SLA), errors, "
+                   "coverage below the minimum or from before the run, pass rate not above the gate, or a "
+                   "required security header missing through the router",
+        test=f"{_TESTS}::test_benchmark_slower_than_the_previous_version_fails_check"),
+}
 
 
 # ================================================================================ smoke tests
-@dataclass(frozen=True)
-class SmokeTest:
-    """One generated smoke test; duck-types as a health check for :func:`probes.run_check`."""
-
-    name: str
-    path: str
-    expect_status: int = 200
-    expect_body_contains: str | None = None
-    timeout_seconds: float = 5.0
-    method: str = "GET"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SmokeTest:
-        return cls(name=str(data["name"]), path=str(data["path"]), expect_status=int(data.get("expect_status", 200)),
-                   expect_body_contains=data.get("expect_body_contains"),
-                   timeout_seconds=float(data.get("timeout_seconds", 5.0)), method=str(data.get("method", "GET")))
-
-
-def endpoint_key(path: str, expect_status: int, expect_body_contains: str | None) -> str:
-    """How an endpoint's expectation is named in details: ``GET /healthz -> 200 containing 'ok'``."""
-    text = f"GET {path} -> {expect_status}"
-    return text + (f" containing {expect_body_contains!r}" if expect_body_contains else "")
-
-
-def build_smoke_suite(spec: ReleaseSpec, version: str) -> dict[str, Any]:
-    """One smoke test per critical endpoint, with the endpoint's own expectations."""
-    tests = [{"name": f"GET {endpoint.path}", "method": "GET", "path": endpoint.path,
-              "expect_status": endpoint.expect_status, "expect_body_contains": endpoint.expect_body_contains,
-              "timeout_seconds": 5.0}
-             for endpoint in spec.critical_endpoints]
-    return {"suite": f"{spec.service}-smoke", "service": spec.service, "version": version,
-            "generated_from": "spec.critical_endpoints", "tests": tests}
-
-
-def suite_coverage(tests: list[SmokeTest], endpoints: list[Endpoint]) -> tuple[list[str], list[str]]:
-    """(critical endpoints no test covers with the same expectation, tests for no critical endpoint)."""
-    wanted = {endpoint_key(e.path, e.expect_status, e.expect_body_contains) for e in endpoints}
-    have = {endpoint_key(t.path, t.expect_status, t.expect_body_contains) for t in tests}
-    return sorted(wanted - have), sorted(have - wanted)
-
-
-def read_smoke_suite(path: Path) -> list[SmokeTest]:
-    """The suite as stored on disk; ``ValueError`` when it is not a suite file."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        return [SmokeTest.from_dict(entry) for entry in document["tests"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path} is not a smoke suite: {type(exc).__name__}: {exc}") from exc
-
-
 @duty("smoke_tests")
 def smoke_tests(ctx: DutyContext, report: ReportBuilder) -> None:
-    """Generate, run and record the smoke suite; it must cover every critical endpoint and pass 100 %."""
+    """Generate, run and record the smoke suite; it must exercise every required endpoint and pass 100 %."""
     spec = ctx.spec
     smoke_dir = ctx.paths.workdir / "smoke"
     suite_path, results_path = smoke_dir / "smoke-suite.json", smoke_dir / "smoke-results.xml"
-    write_json_atomic(suite_path, build_smoke_suite(spec, ctx.version))
     router = router_url(ctx)
+    if router is None:
+        report.fail("read", "the target has no router URL: the smoke suite cannot run")
+        return
+    serving = check_serving(ctx)
+    report.evidence("read", serving.evidence())
+    wrong_version = results_version_problem(serving)
+    routes: list[Route] = []
+    listing_problem: str | None = None
+    if spec.smoke.openapi_path:
+        routes, listing_problem, answer = fetch_routes(router, spec.smoke.openapi_path)
+        report.evidence("verify", answer.evidence(f"route listing: {listing_problem or f'{len(routes)} GET route(s)'}"))
+    write_json_atomic(suite_path, build_smoke_suite(spec, ctx.version, routes))
     try:
         tests = read_smoke_suite(suite_path)
     except ValueError as exc:
@@ -99,16 +141,14 @@ def smoke_tests(ctx: DutyContext, report: ReportBuilder) -> None:
     report.evidence("read", Evidence.file(suite_path, summary=f"smoke suite: {len(tests)} test(s): "
                                           + ", ".join(t.name for t in tests)))
     report.deliver("smoke-suite", suite_path)
-    if router is None:
-        report.fail("read", "the target has no router URL: the smoke suite cannot run")
-        return
 
-    cases = []
-    for test in tests:
-        result = run_check(router, test)
-        cases.append(CaseResult(name=test.name, classname=f"smoke.{spec.service}", seconds=result.result.seconds,
-                                failure=None if result.passed else result.reason,
-                                detail=f"{result.reason}\nbody: {result.result.body[:500]}"))
+    results: list[CheckResult] = [run_check(router, test) for test in tests]
+    cases = [CaseResult(name=test.name, classname=f"smoke.{spec.service}", seconds=result.result.seconds,
+                        failure=None if result.passed else result.reason,
+                        detail=f"{result.reason}\nbody: {result.result.body[:500]}",
+                        properties={"path": test.path, "source": test.source,
+                                    "status": str(result.result.status) if result.result.status is not None else ""})
+             for test, result in zip(tests, results, strict=True)]
     results_path.unlink(missing_ok=True)
     write_junit(results_path, f"{spec.service}-smoke", cases)
     try:
@@ -117,28 +157,29 @@ def smoke_tests(ctx: DutyContext, report: ReportBuilder) -> None:
         report.fail("read", str(exc))
         return
     report.evidence("read", Evidence.file(results_path, summary=_junit_line(summary), **summary.as_dict()))
-    report.deliver("smoke-results", results_path)
+    report.deliver(SMOKE_TESTS, results_path)
     ran = set(summary.case_names)
     unrun = [t.name for t in tests if f"smoke.{spec.service}.{t.name}" not in ran]
-    report.verdict("read", not unrun and summary.tests == len(tests),
-                   f"{suite_path.name} ({len(tests)} tests) run against {router}; {results_path.name}: "
-                   f"{_junit_line(summary)}" + (f"; no result for {unrun}" if unrun else ""))
+    read_problems = [p for p in (wrong_version, f"no result for {unrun}" if unrun else None,
+                                 f"{summary.tests} results for {len(tests)} tests" if summary.tests != len(tests)
+                                 else None) if p]
+    report.verdict("read", not read_problems,
+                   ("results are not of this release: " if wrong_version else "") + "; ".join(read_problems)
+                   if read_problems else
+                   f"{suite_path.name} ({len(tests)} tests) run against {router}, which serves {ctx.version} "
+                   f"(slot {serving.active.slot if serving.active else '-'}); {results_path.name}: "
+                   f"{_junit_line(summary)}")
 
-    missing, extra = suite_coverage(tests, list(spec.critical_endpoints))
-    report.evidence("verify", Evidence(kind="computed", source=f"{suite_path} vs spec.critical_endpoints",
-                                       summary=f"{len(spec.critical_endpoints)} critical endpoint(s), "
-                                               f"{len(tests)} test(s), {len(missing)} uncovered",
-                                       data={"missing": missing, "extra": extra}))
-    report.verdict("verify", not missing,
-                   f"uncovered critical endpoint(s): {'; '.join(missing)}" if missing else
-                   f"all {len(spec.critical_endpoints)} critical endpoints covered"
-                   + (f" (extra tests: {'; '.join(extra)})" if extra else ""))
+    report.evidence("verify", Evidence.file(results_path, summary=f"cases run: {len(ran)}"))
+    _smoke_verify(ctx, report, tests, results, ran, routes, listing_problem)
 
     pct = 100.0 * summary.passed / summary.tests if summary.tests else 0.0
     report.metrics.update({"smoke_tests": float(summary.tests),
                            "smoke_failures": float(summary.failures + summary.errors),
                            "smoke_pass_pct": round(pct, 3)})
     report.facts["smoke"] = summary.as_dict()
+    for result in results:
+        report.evidence("check", result.result.evidence(f"{result.name}: {result.reason}"))
     report.evidence("check", Evidence(kind="computed", source=str(results_path), summary=_junit_line(summary),
                                       data={"failed_cases": [c.render() for c in summary.failed_cases]}))
     failed = summary.failures + summary.errors + summary.skipped
@@ -146,6 +187,40 @@ def smoke_tests(ctx: DutyContext, report: ReportBuilder) -> None:
                    f"{summary.passed}/{summary.tests} smoke tests passed through {router}" if not failed else
                    f"{pct:.0f} % of smoke tests passed ({summary.passed}/{summary.tests}), 100 % required: "
                    + "; ".join(c.render() for c in summary.failed_cases))
+
+
+def _smoke_verify(ctx: DutyContext, report: ReportBuilder, tests: list[SmokeTest], results: list[CheckResult],
+                  ran: set[str], routes: list[Route], listing_problem: str | None) -> None:
+    """Every required endpoint and listed route has a case in the JUnit read back that the live service answered."""
+    required = required_endpoints(ctx.spec)
+    service = ctx.spec.service
+    answered = {test.key: test.path for test, result in zip(tests, results, strict=True)
+                if result.result.status is not None and f"smoke.{service}.{test.name}" in ran}
+    unanswered = {test.key: result.reason for test, result in zip(tests, results, strict=True)
+                  if result.result.status is None}
+    missing = [f"{key} ({source})" + (f": {unanswered[key]}" if key in unanswered else ": no smoke case")
+               for key, (_, source) in required.items() if key not in answered]
+    unreached = unexercised_routes(routes, set(answered.values()))
+    report.evidence("verify", Evidence(
+        kind="computed", source="JUnit cases and live answers vs spec.critical_endpoints, spec.health.checks"
+                                + (f" and {ctx.spec.smoke.openapi_path}" if ctx.spec.smoke.openapi_path else ""),
+        summary=f"{len(required)} required endpoint(s), {len(routes)} listed route(s); {len(answered)} exercised "
+                f"and answered; {len(missing) + len(unreached)} not",
+        data={"required": {key: source for key, (_, source) in required.items()}, "answered": sorted(answered),
+              "missing": missing, "listed_routes": [r.path for r in routes],
+              "unexercised_routes": [r.path for r in unreached]}))
+    problems = []
+    if missing:
+        problems.append(f"not exercised live: {'; '.join(missing)}")
+    if listing_problem:
+        problems.append(listing_problem)
+    if unreached:
+        problems.append(f"route(s) the new version lists but no smoke request reached: "
+                        f"{', '.join(r.path for r in unreached)} (add a critical endpoint with a concrete path)")
+    report.verdict("verify", not problems, "; ".join(problems) or
+                   f"all {len(required)} critical endpoints and health checks"
+                   + (f" and {len(routes)} listed route(s)" if routes else "")
+                   + " exercised and answered by the live service")
 
 
 def _junit_line(summary: JUnitSummary) -> str:
@@ -173,41 +248,64 @@ def pass_rate_problem(passed: int, tests: int, minimum_pct: float) -> str | None
     return f"pass rate {rate:.1f} % ({passed}/{tests}) is not above test_pass_pct {minimum_pct:g} %"
 
 
+@dataclass(frozen=True)
+class SuiteRun:
+    """One QA suite as it ran in this attempt: its command, exit code and the JUnit it wrote."""
+
+    name: str
+    kind: str
+    argv: list[str]
+    exit_code: int | None
+    junit: Path
+    sha256: str
+    summary: JUnitSummary
+
+    def as_dict(self) -> dict[str, Any]:
+        counts = {k: v for k, v in self.summary.as_dict().items()
+                  if k in ("tests", "failures", "errors", "skipped", "passed", "pass_rate_pct")}
+        return {**counts, "kind": self.kind, "failed_cases": [c.render() for c in self.summary.failed_cases]}
+
+
 @duty("qa")
 def qa(ctx: DutyContext, report: ReportBuilder) -> None:
-    """Run the QA suites, record per-suite results, gate on pass rate, coverage and a benchmark."""
+    """Run the QA suites, record per-suite results, gate on pass rate, coverage, benchmark and security headers."""
     router = router_url(ctx)
     if router is None:
         report.fail("read", "the target has no router URL: QA suites have nothing to test")
         return
-    results = _run_suites(ctx, report, router)
-    if results is None:
+    serving = check_serving(ctx)
+    report.evidence("read", serving.evidence())
+    runs = _run_suites(ctx, report, router, results_version_problem(serving))
+    if runs is None:
         return
-
-    per_suite = {name: {**{k: v for k, v in summary.as_dict().items() if k in ("tests", "failures", "errors",
-                                                                             "skipped", "passed", "pass_rate_pct")},
-                        "failed_cases": [c.render() for c in summary.failed_cases]}
-                 for name, summary in results.items()}
+    per_suite = {name: run.as_dict() for name, run in runs.items()}
     report.facts["suites"] = per_suite
-    empty = [name for name, summary in results.items() if summary.tests == 0]
-    report.evidence("verify", Evidence(kind="computed", source="qa suites",
+    for kind, name in (("integration", INTEGRATION_VALIDATION), ("acceptance", USER_ACCEPTANCE)):
+        _deliver_suites(ctx, report, name, kind, [run for run in runs.values() if run.kind == kind], router)
+
+    expected = [suite.name for suite in ctx.spec.qa.suites]
+    empty = [name for name, run in runs.items() if run.summary.tests == 0]
+    absent = [name for name in expected if name not in runs]
+    report.evidence("verify", Evidence(kind="computed", source="qa suites' JUnit",
                                        summary="; ".join(f"{n}: {s['passed']}/{s['tests']} passed"
                                                          for n, s in per_suite.items()),
                                        data=per_suite))
-    report.verdict("verify", not empty,
-                   f"suite(s) with no test results: {', '.join(empty)}" if empty else
+    problems = ([f"suite(s) with no test results (their JUnit lists no test case): {', '.join(empty)}"] if empty
+                else []) + ([f"no results for suite(s) {', '.join(absent)}"] if absent else [])
+    report.verdict("verify", not problems, "; ".join(problems) or
                    "per-suite results recorded: " + "; ".join(
-                       f"{n} {s['tests']} tests, {s['failures']} failures, {s['errors']} errors, {s['skipped']} skipped"
-                       for n, s in per_suite.items()))
-    _check_quality(ctx, report, router, results)
+                       f"{n} ({s['kind']}) {s['tests']} tests, {s['failures']} failures, {s['errors']} errors, "
+                       f"{s['skipped']} skipped" for n, s in per_suite.items()))
+    _check_quality(ctx, report, router, runs)
 
 
-def _run_suites(ctx: DutyContext, report: ReportBuilder, router: str) -> dict[str, JUnitSummary] | None:
-    """Run every suite's command and parse its JUnit; decide the read item. None when read failed."""
+def _run_suites(ctx: DutyContext, report: ReportBuilder, router: str,
+                wrong_version: str | None = None) -> dict[str, SuiteRun] | None:
+    """Run every suite's command and parse its JUnit; decide the read item. None when results are missing."""
     workdir = ctx.paths.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     values = ctx.placeholders(url=router)
-    results: dict[str, JUnitSummary] = {}
+    runs: dict[str, SuiteRun] = {}
     problems: list[str] = []
     for index, suite in enumerate(ctx.spec.qa.suites):
         junit_path = resolve_inside(workdir, suite.junit, f"qa.suites.{index}.junit")  # never a file outside
@@ -237,24 +335,47 @@ def _run_suites(ctx: DutyContext, report: ReportBuilder, router: str) -> dict[st
             problems.append(f"suite {suite.name}: command exited {result.exit_code} but {junit_path.name} reports no "
                             "failures: the results cannot be trusted")
             continue
-        results[suite.name] = summary
+        runs[suite.name] = SuiteRun(suite.name, suite.kind, argv, result.exit_code, junit_path,
+                                    sha256_file(junit_path), summary)
     if problems:
-        report.fail("read", "; ".join(problems))
+        report.fail("read", "; ".join(problems + ([f"results are not of this release: {wrong_version}"]
+                                                  if wrong_version else [])))
         report.fail("verify", "per-suite results incomplete: " + "; ".join(problems))
         report.fail("check", "QA gates not evaluated: suite results are missing")
         return None
-    report.verdict("read", True, "; ".join(f"{name}: {_junit_line(s)}" for name, s in results.items()))
-    return results
+    acceptance = [name for name, run in runs.items() if run.kind == "acceptance"]
+    read_problems = ([f"results are not of this release: {wrong_version}"] if wrong_version else []) + (
+        [] if acceptance else ["no user acceptance results: qa.suites has no suite with kind: acceptance"])
+    report.verdict("read", not read_problems, "; ".join(read_problems) or
+                   f"{ctx.version} served through {router}; "
+                   + "; ".join(f"{name} ({run.kind}): {_junit_line(run.summary)}" for name, run in runs.items()))
+    return runs
 
 
-def _check_quality(ctx: DutyContext, report: ReportBuilder, router: str, results: dict[str, JUnitSummary]) -> None:
+def _deliver_suites(ctx: DutyContext, report: ReportBuilder, name: str, kind: str, runs: list[SuiteRun],
+                    router: str) -> None:
+    """The ``Integration validation`` or ``User acceptance`` deliverable: the suites of ``kind`` as they ran."""
+    if not runs:
+        return
+    path = ctx.paths.workdir / "qa" / f"{kind}-results.json"
+    write_json_atomic(path, {
+        "service": ctx.spec.service, "version": ctx.version, "run_id": ctx.run_id, "kind": kind, "router": router,
+        "suites": [{"name": run.name, "argv": run.argv, "exit_code": run.exit_code, "junit": str(run.junit),
+                    "junit_sha256": run.sha256, **run.as_dict(),
+                    "suites": [{"name": s.name, "tests": s.tests, "failures": s.failures, "errors": s.errors,
+                                "skipped": s.skipped} for s in run.summary.suites]} for run in runs],
+        "tests": sum(run.summary.tests for run in runs), "passed": sum(run.summary.passed for run in runs)})
+    report.deliver(name, path)
+
+
+def _check_quality(ctx: DutyContext, report: ReportBuilder, router: str, runs: dict[str, SuiteRun]) -> None:
     gates = ctx.spec.quality_gates
     problems: list[str] = []
-    tests = sum(s.tests for s in results.values())
-    passed = sum(s.passed for s in results.values())
+    tests = sum(run.summary.tests for run in runs.values())
+    passed = sum(run.summary.passed for run in runs.values())
     rate = 100.0 * passed / tests if tests else 0.0
     report.metrics.update({"qa_tests": float(tests), "qa_passed": float(passed), "qa_pass_rate_pct": round(rate, 3)})
-    failed_cases = [c.render() for s in results.values() for c in s.failed_cases]
+    failed_cases = [c.render() for run in runs.values() for c in run.summary.failed_cases]
     report.evidence("check", Evidence(kind="computed", source="qa junit results",
                                       summary=f"{passed}/{tests} passed ({rate:.1f} %), "
                                               f"gate > {gates.test_pass_pct:g} %",
@@ -264,24 +385,46 @@ def _check_quality(ctx: DutyContext, report: ReportBuilder, router: str, results
         problems.append(rate_problem + (f"; failed: {'; '.join(failed_cases[:5])}" if failed_cases else ""))
 
     coverage_note = _check_coverage(ctx, report, problems)
-
-    url = router + "/version"
-    load = load_test(url, ctx.spec.qa.benchmark_requests, ctx.spec.load_test.concurrency)
-    report.evidence("check", load.evidence())
-    bench = load.summary()
-    report.metrics.update({key: float(bench[name]) for key, name in (("benchmark_p95_ms", "p95_ms"),
-                                                                     ("benchmark_error_rate_pct", "error_rate_pct"))
-                           if math.isfinite(bench[name])})  # JSON has no infinity (all requests failed)
-    report.facts["benchmark"] = {**bench, "url": url}
-    if not math.isfinite(bench["p95_ms"]) or bench["p95_ms"] > gates.p95_latency_ms:
-        problems.append(f"benchmark {url}: p95 {bench['p95_ms']:g} ms > p95_latency_ms {gates.p95_latency_ms:g} ms")
-    if bench["error_rate_pct"] > gates.max_error_rate_pct:
-        problems.append(f"benchmark {url}: error rate {bench['error_rate_pct']:g} % > max_error_rate_pct "
-                        f"{gates.max_error_rate_pct:g} % ({load.status_counts})")
+    bench_note = _check_benchmark(ctx, report, router, problems)
+    security = verify_security(ctx, router)
+    report.evidence("check", security_evidence(security))
+    security_path = ctx.paths.workdir / "qa" / "security-verification.json"
+    write_json_atomic(security_path, {"service": ctx.spec.service, "version": ctx.version, "run_id": ctx.run_id,
+                                      **security})
+    report.deliver(SECURITY_VERIFICATION, security_path)
+    problems.extend(security["problems"])
     report.verdict("check", not problems, "; ".join(problems) or
-                   f"pass rate {rate:.1f} % > {gates.test_pass_pct:g} %; {coverage_note}; benchmark {url}: "
-                   f"p95 {bench['p95_ms']:g} ms <= {gates.p95_latency_ms:g} ms, errors {bench['error_rate_pct']:g} % "
-                   f"<= {gates.max_error_rate_pct:g} %")
+                   f"pass rate {rate:.1f} % > {gates.test_pass_pct:g} %; {coverage_note}; {bench_note}; "
+                   f"security headers {', '.join(security['required_headers']) or '(none required)'} on every "
+                   "critical endpoint")
+
+
+def _check_benchmark(ctx: DutyContext, report: ReportBuilder, router: str, problems: list[str]) -> str:
+    """Benchmark against the SLA and the previous version, deliver the record; return a note for the pass detail."""
+    gates = ctx.spec.quality_gates
+    bench = run_benchmark(ctx, router)
+    for load in (bench.router, bench.new_direct, bench.previous):
+        if load is not None:
+            report.evidence("check", load.evidence())
+    summary = bench.router.summary()
+    report.metrics.update({key: float(summary[name]) for key, name in (("benchmark_p95_ms", "p95_ms"),
+                                                                       ("benchmark_error_rate_pct", "error_rate_pct"))
+                           if math.isfinite(summary[name])})  # JSON has no infinity (all requests failed)
+    if bench.previous is not None and bench.previous.latencies_ms and bench.new_direct is not None:
+        report.metrics["benchmark_previous_p95_ms"] = round(bench.previous.percentile(95), 3)
+    record = bench.record({"p95_latency_ms": gates.p95_latency_ms, "max_error_rate_pct": gates.max_error_rate_pct,
+                           "regression_tolerance_pct": gates.regression_tolerance_pct,
+                           "regression_min_ms": gates.regression_min_ms})
+    report.facts["benchmark"] = {**summary, "url": bench.url, "previous": record["previous"]}
+    path = ctx.paths.workdir / "qa" / "performance-benchmarks.json"
+    write_json_atomic(path, {"service": ctx.spec.service, "version": ctx.version, "run_id": ctx.run_id, **record})
+    report.deliver(PERFORMANCE_BENCHMARKS, path)
+    report.findings.extend(bench.notes)
+    problems.extend(bench.problems)
+    compared = (f"; no slower than the previous version ({bench.previous.percentile(95):g} ms) beyond the tolerance"
+                if bench.previous is not None and bench.previous.latencies_ms else "; no previous version to compare")
+    return (f"benchmark {bench.url}: p95 {summary['p95_ms']:g} ms <= {gates.p95_latency_ms:g} ms, errors "
+            f"{summary['error_rate_pct']:g} % <= {gates.max_error_rate_pct:g} %{compared}")
 
 
 def _check_coverage(ctx: DutyContext, report: ReportBuilder, problems: list[str]) -> str:

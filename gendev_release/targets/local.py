@@ -548,7 +548,7 @@ class LocalTarget(Target):
 
     def down(self) -> list[str]:
         if not self.state_path.exists():
-            return []
+            return self._stop_monitoring([])
         stopped = []
         with self._locked() as state:
             for slot in SLOTS:
@@ -566,4 +566,11 @@ class LocalTarget(Target):
             state["active"] = state["previous"] = state["staged"] = None
             self._history(state, "down", None, None, None, stopped=stopped)
             self._save(state)
-        return stopped
+        return self._stop_monitoring(stopped)
+
+    def _stop_monitoring(self, stopped: list[str]) -> list[str]:
+        """Also stop the loopback Prometheus launched for the service (``monitoring.prometheus.launch: local``)."""
+        from gendev_release.prometheus_local import stop_local_prometheus  # it imports this module's helpers
+
+        outcome = stop_local_prometheus(self.home, self.service)
+        return [*stopped, outcome] if outcome else stopped

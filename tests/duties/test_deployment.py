@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from duty_helpers import (
     RUN_ID,
     FakeService,
     FakeTarget,
+    Response,
     item,
     items,
     make_ctx,
@@ -15,12 +18,13 @@ from duty_helpers import (
     stage_new,
     stage_real,
 )
+from item_proof import assert_item_fails
 
-from gendev_release.duties.deployment import (
-    observation_problems,
-    trailing_streak,
-    wait_for_streak,
-)
+from gendev_release.catalogue import step_by_id
+from gendev_release.duties.base import run_duty
+from gendev_release.duties.deployment import observation_problems
+from gendev_release.duties.deployment_records import FILES
+from gendev_release.duties.health_gate import trailing_streak, wait_for_streak
 from gendev_release.duties.switch_watch import ObservedRequest, SwitchObserver, count_failed, tally_by_path
 from gendev_release.probes import CheckResult, HttpResult
 from gendev_release.targets.base import ResourceChange
@@ -31,6 +35,12 @@ ALL_CHECKS = {"blue_green": {"pre_switch_checks": None}}
 def _log(ctx) -> list[dict]:
     path = ctx.paths.workdir / "deploy" / "strategy-log.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _delivered(report, name: str) -> dict:
+    """The JSON document ``report`` delivered as ``name``."""
+    path = next(Path(d.path) for d in report.deliverables if d.name == name)
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # ========================================================================== execute_strategy
@@ -69,18 +79,38 @@ def test_blue_green_switch_with_zero_failed_requests_passes(tmp_path, fake_targe
     assert [(e["step"], e["status"]) for e in _log(ctx)] == [
         ("pre_switch_gate", "passed"), ("switch", "passed"), ("post_switch_checks", "passed"),
         ("rollback_rehearsal", "passed")]
-    assert [d.name for d in report.deliverables] == ["strategy-log"]
+    assert [d.name for d in report.deliverables] == ["strategy-log", *FILES]
     gate = item(report, "verify")
     assert "3 of 3 consecutive successes" in gate.detail and "version" in gate.detail
+    # read: the target's own report agrees with the log (green active, moved by this run)
+    assert "the target's report agrees with the strategy log" in item(report, "read").detail
+    # The deliverables are what was observed: the traffic move, the gates with their thresholds.
+    rollout = _delivered(report, "Progressive rollout")
+    assert [step["weights"] for step in rollout["traffic_steps"]] == [{"blue": 100}, {"green": 100}]
+    phases = rollout["observed"]["by_phase"]
+    assert set(phases["before"]["versions"]) == {"1.0.0", "(no version)"}  # /healthz and /api/items name none
+    assert "1.1.0" in phases["after"]["versions"] and "1.0.0" not in phases["after"]["versions"]
+    gates = _delivered(report, "Validation gates")
+    assert gates["passed"] is True and gates["failed"] == []
+    assert {g["name"] for g in gates["gates"]} == {"pre_switch_health", "zero_downtime", "post_switch_health",
+                                                   "critical_endpoints", "serving_version", "target_active",
+                                                   "rollback_rehearsal"}
+    health = _delivered(report, "Health checks")
+    assert [r["name"] for r in health["critical_endpoints"]] == ["/healthz", "/version", "/api/items"]
+    assert health["serving"]["ok"] is True and health["pre_switch"]["streak"] == 3
+    blue_green = _delivered(report, "Blue-green deployment")
+    assert (blue_green["target_before"]["active"]["slot"], blue_green["target_after"]["active"]["slot"]) == (
+        "blue", "green")
 
 
+@pytest.mark.item("execute_strategy.verify")
 def test_failed_pre_switch_gate_never_moves_traffic(tmp_path, fake_target: FakeTarget) -> None:
     ctx = make_ctx(tmp_path, fake_target, ALL_CHECKS)
     stage_new(ctx, fake_target, FakeService("1.1.0", broken=True))
 
     report = run_step(ctx, "execute_strategy")
 
-    assert report.status == "failed"
+    assert_item_fails(report, "execute_strategy.verify", because="pre-switch gate failed")
     assert fake_target.switch_calls == []
     assert fake_target.active == "blue"
     assert report.facts["traffic_moved"] is False
@@ -94,7 +124,9 @@ def test_failed_pre_switch_gate_never_moves_traffic(tmp_path, fake_target: FakeT
     assert [(e["step"], e["status"]) for e in _log(ctx)] == [
         ("pre_switch_gate", "failed"), ("switch", "skipped"), ("post_switch_checks", "skipped"),
         ("rollback_rehearsal", "skipped")]
-    assert item(report, "read").passed  # the log was written and read back
+    assert item(report, "read").passed  # the target still shows blue active, as the log says
+    gates = _delivered(report, "Validation gates")
+    assert gates["failed"] == ["pre_switch_health"] and gates["passed"] is False
 
 
 def test_pre_switch_gate_needs_consecutive_successes(tmp_path, fake_target: FakeTarget) -> None:
@@ -146,6 +178,7 @@ def test_requests_failing_during_the_switch_block_the_step(tmp_path, fake_target
     assert report.facts["traffic_moved"] is True  # the switch itself did happen
 
 
+@pytest.mark.item("execute_strategy.check")
 def test_api_errors_behind_a_passing_healthz_fail_zero_downtime(tmp_path, fake_target: FakeTarget) -> None:
     # The gate and /healthz pass, but every 4th /version or /api request of the new version answers 500:
     # observing only the health path would have called this switch zero-downtime.
@@ -155,6 +188,7 @@ def test_api_errors_behind_a_passing_healthz_fail_zero_downtime(tmp_path, fake_t
     report = run_step(ctx, "execute_strategy")
 
     assert item(report, "verify").passed  # the pre-switch gate (healthz) passed
+    assert_item_fails(report, "execute_strategy.check", because="zero-downtime not met on")
     by_path = report.facts["failed_switch_requests_by_path"]
     assert by_path["/healthz"] == 0 and by_path["/version"] + by_path["/api/items"] > 0
     assert report.metrics['failed_switch_requests{path="/healthz"}'] == 0
@@ -164,6 +198,49 @@ def test_api_errors_behind_a_passing_healthz_fail_zero_downtime(tmp_path, fake_t
     assert any("zero-downtime not met" in issue for issue in report.blocking_issues)
     assert report.status == "failed"
     assert _log(ctx)[1]["status"] == "failed" and _log(ctx)[1]["failed_by_path"]["/healthz"] == 0
+    rollout = _delivered(report, "Progressive rollout")["observed"]
+    assert sum(phase["by_path"].get("/api/items", {}).get("failed", 0) for phase in rollout["by_phase"].values()) \
+        == by_path["/api/items"]
+
+
+class WithoutItems(FakeService):
+    """A version that dropped ``/api/items``: it answers 404 there, everything else as before."""
+
+    def respond(self, path: str) -> Response:
+        if path.startswith("/api/items"):
+            return 404, {"Content-Type": "application/json"}, b'{"error": "not found"}'
+        return super().respond(path)
+
+
+def test_critical_endpoint_missing_after_the_switch_fails_check(tmp_path, fake_target: FakeTarget) -> None:
+    # No request fails (a 404 is an answer) and the health checks pass: only asking every critical
+    # endpoint as the spec expects shows that users lost the item list.
+    ctx = make_ctx(tmp_path, fake_target)
+    stage_new(ctx, fake_target, WithoutItems("1.1.0"))
+
+    report = run_step(ctx, "execute_strategy")
+
+    assert report.metrics["failed_switch_requests"] == 0 and report.metrics["health_pass_pct"] == 100
+    check = item(report, "check")
+    assert not check.passed
+    assert "critical endpoint(s) failing through" in check.detail and "/api/items answered 404" in check.detail
+    assert _delivered(report, "Validation gates")["failed"] == ["critical_endpoints"]
+
+
+def test_target_that_acknowledges_a_switch_it_did_not_make_fails_read(tmp_path, fake_target: FakeTarget,
+                                                                       monkeypatch) -> None:
+    # The switch call returns without error, but the target's own report still shows blue active.
+    monkeypatch.setattr(fake_target, "switch", lambda slot, run_id: fake_target.status())
+    ctx = make_ctx(tmp_path, fake_target)
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+
+    report = run_step(ctx, "execute_strategy")
+
+    read = item(report, "read")
+    assert not read.passed
+    assert read.detail == ("the strategy log says traffic moved to green 1.1.0, but the target reports active "
+                           f"blue 1.0.0 ({fake_target.slot_url('blue')})")
+    assert "clients do not get 1.1.0" in item(report, "check").detail
 
 
 def test_previous_slot_failing_after_the_switch_is_not_a_rehearsed_rollback(tmp_path, fake_target: FakeTarget,
@@ -294,6 +371,7 @@ def test_provisioning_of_another_version_fails_read(tmp_path, fake_target: FakeT
     assert fake_target.switch_calls == []
 
 
+@pytest.mark.item("execute_strategy.read")
 def test_staged_slot_gone_from_target_fails_read(tmp_path, fake_target: FakeTarget) -> None:
     ctx = make_ctx(tmp_path, fake_target)
     stage_new(ctx, fake_target, FakeService("1.1.0"))
@@ -301,9 +379,25 @@ def test_staged_slot_gone_from_target_fails_read(tmp_path, fake_target: FakeTarg
 
     report = run_step(ctx, "execute_strategy")
 
-    read = item(report, "read")
-    assert not read.passed and "target shows staged none" in read.detail
+    assert_item_fails(report, "execute_strategy.read", because="target shows staged none")
     assert fake_target.switch_calls == []
+
+
+def test_phase_5_deliverables_are_delivered_on_the_demo_spec(tmp_path, fake_target: FakeTarget) -> None:
+    """Every seed deliverable of phase 5 that execute_strategy owns is a non-empty file in the evidence store."""
+    ctx = make_ctx(tmp_path, fake_target)  # the demo spec
+    stage_new(ctx, fake_target, FakeService("1.1.0"))
+
+    report = run_duty(ctx, "execute_strategy")
+
+    assert report.status == "passed", report.blocking_issues
+    phase, _ = step_by_id("execute_strategy")
+    wanted = [name for name in phase.deliverables if name != "Monitoring alerts"]  # monitoring_alerts delivers it
+    stored = {line["name"]: line for line in ctx.store.manifest() if line["step"] == "execute_strategy"}
+    assert [name for name in wanted if name not in stored] == []
+    for name in wanted:
+        assert stored[name]["size"] > 0
+        assert ctx.store.read(stored[name]["stored"]).strip(), name
 
 
 # --------------------------------------------------------------------------------- pure parts

@@ -7,9 +7,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from duty_helpers import StubTarget, item, make_ctx, make_spec, run_step, save_report
+from duty_helpers import StubService, StubTarget, item, make_ctx, make_spec, run_step, save_report
+from item_proof import assert_item_fails
 
+from gendev_release.catalogue import PHASES
 from gendev_release.demo import backup as demo_backup
+from gendev_release.duties.base import run_duty
 from gendev_release.duties.environment import (
     PlanFormatError,
     judge_destructive_changes,
@@ -89,12 +92,19 @@ def test_provisioning_stages_without_drift(tmp_path: Path, stub_target: StubTarg
     manifest = json.loads((ctx.paths.workdir / "infra" / "stub-target.json").read_text(encoding="utf-8"))
     assert manifest["resource_changes"] == [{"address": "stub_slot.blue", "change": {
         "actions": ["create"], "before": None, "after": {"version": "1.1.0"}}}]
-    assert [e.data.get("label") for e in item(report, "read").evidence] == ["infrastructure.files", None]
+    read = item(report, "read")
+    assert [(e.kind, e.data.get("label")) for e in read.evidence] == [
+        ("file", "infrastructure.files"), ("computed", None), ("file", "infrastructure.docs"), ("target", None),
+        ("target", None)]
+    assert read.evidence[1].data == {"format": "TOML"} and read.evidence[2].data["problems"] == []
+    assert read.detail == ("1 IaC file(s) parsed, 1 infrastructure document(s) with substance; the stub target's "
+                           "status and plan read")
     staged = report.facts["staged"]
     assert staged["version"] == "1.1.0" and staged["slot"] == "blue" and staged["url"].startswith("http://127.0.0.1:")
     check = item(report, "check")
-    assert [e.kind for e in check.evidence] == ["target", "target"]
-    assert check.evidence[1].summary == "0 pending change(s) after apply"
+    assert [e.kind for e in check.evidence] == ["target", "target", "http", "target"]
+    assert check.evidence[2].source == staged["url"] + "/version" and check.evidence[2].data["status"] == 200
+    assert check.evidence[-1].summary == "0 pending change(s) after apply"
     assert stub_target.stage_calls == [("1.1.0", ctx.run_id)]
     assert item(report, "verify").detail == "no plan_command: the stub target's plan has 1 change(s) {'create': 1}"
 
@@ -123,10 +133,30 @@ def test_provisioning_blocks_on_deletes_in_the_terraform_plan(tmp_path: Path, st
     assert report.status == "failed" and stub_target.stage_calls == []
 
 
-def test_provisioning_fails_when_plan_command_fails(tmp_path: Path, stub_target: StubTarget) -> None:
+@pytest.mark.item("provisioning.read")
+def test_provisioning_read_fails_on_a_thin_infrastructure_document(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = make_ctx(tmp_path, stub_target)
+    (ctx.spec.spec_dir / "demo" / "infrastructure.md").write_text("# Slots\n\nTBD\n", encoding="utf-8")
+    report = run_step(ctx, "provisioning")
+    assert_item_fails(report, "provisioning.read", because="infrastructure.docs: infrastructure.md: ")
+    detail = item(report, "read").detail
+    assert "at least 200 expected" in detail and "'router'" in detail and "does not name the service 'demo'" in detail
+
+
+def test_provisioning_read_fails_on_a_malformed_iac_file(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = make_ctx(tmp_path, stub_target, {"infrastructure": {"files": ["infra/vars.json"]}})
+    (ctx.spec.spec_dir / "infra").mkdir()
+    (ctx.spec.spec_dir / "infra" / "vars.json").write_text('{"region": "eu-west-1",}', encoding="utf-8")
+    read = item(run_step(ctx, "provisioning"), "read")
+    assert not read.passed and read.detail.startswith("infrastructure.files vars.json is not valid JSON: ")
+
+
+@pytest.mark.item("provisioning.verify")
+def test_provisioning_verify_fails_when_the_plan_command_fails(tmp_path: Path, stub_target: StubTarget) -> None:
     overrides = {"infrastructure": {"plan_command": ["{python}", "-c", "raise SystemExit('Error: invalid provider')"]}}
-    verify = item(run_step(make_ctx(tmp_path, stub_target, overrides), "provisioning"), "verify")
-    assert not verify.passed and verify.detail == "plan command exited 1: Error: invalid provider"
+    report = run_step(make_ctx(tmp_path, stub_target, overrides), "provisioning")
+    assert_item_fails(report, "provisioning.verify", because="plan command exited 1: Error: invalid provider")
+    assert item(report, "verify").detail == "plan command exited 1: Error: invalid provider"
 
 
 def test_provisioning_fails_when_apply_fails_and_stages_nothing(tmp_path: Path, stub_target: StubTarget) -> None:
@@ -136,6 +166,42 @@ def test_provisioning_fails_when_apply_fails_and_stages_nothing(tmp_path: Path, 
     assert not check.passed
     assert check.detail == "apply command exited 1: apply: quota exceeded; nothing was staged"
     assert stub_target.stage_calls == [] and "staged" not in report.facts
+
+
+@pytest.mark.item("provisioning.check")
+def test_provisioning_check_fails_when_the_staged_slot_answers_another_version(tmp_path: Path) -> None:
+    local = pytest.importorskip("gendev_release.targets.local")
+    # target.command ignores {version}: the target records 1.1.0 as staged, the process serves 1.0.0
+    command = ["{python}", "-m", "gendev_release.demo.service", "--port", "{port}", "--version", "1.0.0"]
+    ctx = make_ctx(tmp_path, overrides={"target": {"command": command}})
+    target = local.LocalTarget(ctx.spec.target, ctx.spec.service, ctx.paths.home)
+    ctx.target = target
+    try:
+        report = run_step(ctx, "provisioning")
+        staged = report.facts["staged"]
+        assert_item_fails(report, "provisioning.check",
+                          because=f"staged slot {staged['slot']} at {staged['url']} answers version '1.0.0' on "
+                                  "/version (HTTP 200), expected 1.1.0")
+        assert target.status().staged is not None and target.status().staged.version == "1.1.0"  # the state's word
+    finally:
+        target.down()
+
+
+def test_provisioning_check_fails_when_the_targets_status_does_not_show_the_staged_slot(
+        tmp_path: Path, stub_target: StubTarget) -> None:
+    class ForgetfulTarget(StubTarget):
+        def status(self):  # the staged slot is not written to the target's durable state
+            status = super().status()
+            status.staged = None
+            return status
+
+    target = ForgetfulTarget()
+    try:
+        check = item(run_step(make_ctx(tmp_path, target), "provisioning"), "check")
+    finally:
+        target.down()
+    assert not check.passed and check.detail == (
+        "the stub target's status shows staged none, not 1.1.0 on slot blue: staging did not stick")
 
 
 def test_provisioning_fails_on_drift_after_apply(tmp_path: Path, stub_target: StubTarget) -> None:
@@ -347,13 +413,14 @@ def test_hardening_passes_on_the_demo_config(tmp_path: Path, stub_target: StubTa
     assert http and http[0].source.endswith("/healthz") and http[0].data["headers"]["x-frame-options"] == "DENY"
 
 
-def test_hardening_fails_on_secret_in_config_file(tmp_path: Path, stub_target: StubTarget) -> None:
+@pytest.mark.item("hardening.verify")
+def test_hardening_verify_fails_on_a_secret_in_a_config_file(tmp_path: Path, stub_target: StubTarget) -> None:
     ctx = staged_ctx(tmp_path, stub_target)
     env = ctx.spec.spec_dir / "demo" / "service.env"
     env.write_text(env.read_text(encoding="utf-8") + "DEMO_DB_PASSWORD=correct-horse-battery\n", encoding="utf-8")
     report = run_step(ctx, "hardening")
+    assert_item_fails(report, "hardening.verify", because="plaintext secret(s) at service.env:6")
     verify = item(report, "verify")
-    assert not verify.passed
     assert verify.detail == ("no_plaintext_secrets: plaintext secret(s) at service.env:6 "
                              "(assignment to DEMO_DB_PASSWORD)")
     check = item(report, "check")
@@ -424,15 +491,47 @@ def test_hardening_without_secrets_removes_nothing(tmp_path: Path, stub_target: 
     assert "purged_outputs" not in report.facts
 
 
-def test_hardening_fails_on_missing_header(tmp_path: Path, stub_target: StubTarget) -> None:
+@pytest.mark.item("hardening.check")
+def test_hardening_check_fails_on_a_missing_header(tmp_path: Path, stub_target: StubTarget) -> None:
     stub_target.staged_headers = {"X-Content-Type-Options": "nosniff"}
     report = run_step(staged_ctx(tmp_path, stub_target), "hardening")
+    assert_item_fails(report, "hardening.check", because="lacks header(s) X-Frame-Options")
     check = item(report, "check")
-    assert not check.passed
     assert "security_headers: http://127.0.0.1:" in check.detail
     assert "/healthz lacks header(s) X-Frame-Options" in check.detail
     assert report.facts["controls"]["security_headers"]["passed"] is False
     assert item(report, "verify").passed
+
+
+@pytest.mark.item("hardening.read")
+def test_hardening_read_fails_on_a_thin_security_document(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = staged_ctx(tmp_path, stub_target)
+    (ctx.spec.spec_dir / "demo" / "security.md").write_text("x", encoding="utf-8")
+    report = run_step(ctx, "hardening")
+    assert_item_fails(report, "hardening.read", because="security.docs: security.md: 1 bytes")
+    assert item(report, "verify").passed and item(report, "check").passed  # the controls themselves held
+
+
+def test_hardening_read_fails_on_a_malformed_env_line(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = staged_ctx(tmp_path, stub_target)
+    env = ctx.spec.spec_dir / "demo" / "service.env"
+    env.write_text(env.read_text(encoding="utf-8") + "DEMO_ITEMS 5\n", encoding="utf-8")
+    read = item(run_step(ctx, "hardening"), "read")
+    assert not read.passed and read.detail == "security.config_files service.env:6 is not a KEY=VALUE line"
+
+
+def test_hardening_headers_are_read_only_from_the_slot_the_target_stages(tmp_path: Path,
+                                                                        stub_target: StubTarget) -> None:
+    ctx = staged_ctx(tmp_path, stub_target)
+    elsewhere = StubService("1.1.0")  # an old URL handed on: it answers with every header, but is not staged
+    try:
+        save_report(ctx, "provisioning", {"staged": {"slot": "blue", "version": "1.1.0", "url": elsewhere.url}})
+        check = item(run_step(ctx, "hardening"), "check")
+    finally:
+        elsewhere.stop()
+    assert not check.passed
+    assert f"security_headers: provisioning handed on the staged slot {elsewhere.url}, but the stub target stages " \
+           "blue 1.1.0" in check.detail
 
 
 def test_hardening_fails_on_group_writable_config(tmp_path: Path, stub_target: StubTarget) -> None:
@@ -530,3 +629,24 @@ def test_provisioning_and_hardening_with_the_local_target(tmp_path: Path) -> Non
         assert hardening.metrics["compliance_pct"] == 100.0
     finally:
         target.down()
+
+
+def test_phase_4_delivers_every_catalogue_deliverable(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = make_ctx(tmp_path, stub_target)
+    reports = []
+    for step in PHASES[3].steps:  # as the operator does: run the duty, then save its report
+        reports.append(run_duty(ctx, step.id))
+        ctx.store.save(reports[-1])
+    assert [r.status for r in reports] == ["passed", "passed"], [r.blocking_issues for r in reports]
+    stored = {line["name"]: line for line in ctx.store.manifest() if line.get("current", True)}
+    for name in PHASES[3].deliverables:
+        assert name in stored, f"{name} not delivered: {sorted(stored)}"
+        assert stored[name]["step"] in ("provisioning", "hardening") and stored[name]["size"] > 0
+    compliance = json.loads(ctx.store.read(stored["Compliance validation"]["stored"]))
+    assert compliance["compliance_pct"] == 100.0 and compliance["failed"] == [] and compliance["full_baseline"]
+    hardening = json.loads(ctx.store.read(stored["Security hardening"]["stored"]))
+    observed = hardening["controls"]["security_headers"]["observed"]
+    assert [o["kind"] for o in observed] == ["target", "http"] and observed[1]["headers"]["x-frame-options"] == "DENY"
+    configuration = json.loads(ctx.store.read(stored["Configuration management"]["stored"]))
+    assert configuration["target_state"]["staged"]["version"] == "1.1.0"
+    assert [Path(f["path"]).name for f in configuration["config_files"]] == ["service.env", "build.toml"]

@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import json
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from duty_helpers import StubService, StubTarget, commit, git, item, make_ctx, run_step
+from item_proof import assert_item_fails
 
+from gendev_release.catalogue import PHASES
+from gendev_release.duties import run_duty
 from gendev_release.duties.common import substitute_text
 from gendev_release.duties.preparation import (
     GIT_LOG_FORMAT,
     RISK_RULES,
+    compare_pins,
     last_successful_source_sha,
     parse_conventional,
     parse_git_log,
     path_matches,
+    pins,
     review_relaxations,
     risk_level,
     score_risk,
+    standards_differences,
     verify_backup_file,
 )
+from gendev_release.report import sha256_file
 from gendev_release.spec import QualityGates, Waiver
 
 
@@ -136,7 +145,33 @@ def test_verify_backup_file(tmp_path: Path) -> None:
     with tarfile.open(good, "w:gz") as archive:
         archive.add(tmp_path / "data", arcname="data")
     problems, data = verify_backup_file(good)
-    assert problems == [] and data["members"] == 2
+    assert problems == [] and data["members"] == 2 and data["restored_bytes"] == 1
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(good.read_bytes()[:-12])  # the gzip trailer (CRC, size) cut off
+    assert "is not a readable tar archive" in verify_backup_file(truncated)[0][0]
+    zipped = tmp_path / "good.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("data/x.txt", "x")
+    assert verify_backup_file(zipped) == ([], {"bytes": zipped.stat().st_size, "members": 1, "restored_bytes": 1})
+    dump = tmp_path / "db.sql"
+    dump.write_text("create table items();\n", encoding="utf-8")
+    assert verify_backup_file(dump) == ([], {"bytes": 22})
+
+
+def test_pins_and_their_changes() -> None:
+    before = pins("httpx==0.27.0 \\\n    --hash=sha256:" + "a" * 64 + "\nIdna==3.6\n# comment\n")
+    after = pins("httpx==0.28.1\nanyio>=4\nrich==13.7.0\n")
+    assert before == {"httpx": "0.27.0", "idna": "3.6"}
+    assert compare_pins(before, after) == {"added": {"anyio": None, "rich": "13.7.0"}, "removed": {"idna": "3.6"},
+                                           "changed": {"httpx": ["0.27.0", "0.28.1"]}}
+
+
+def test_standards_differences_name_each_changed_field() -> None:
+    held = {"quality_gates": {"test_pass_pct": 90.0, "waivers": []}, "approvals": {"approvers": ["a"]},
+            "description": "x"}
+    stated = {"quality_gates": {"test_pass_pct": 95.0, "waivers": []}, "approvals": {"approvers": ["a"]},
+              "description": "y"}
+    assert standards_differences(held, stated) == ["quality_gates.test_pass_pct is 90.0 in this run, 95.0 in the file"]
 
 
 def test_substitute_text() -> None:
@@ -171,14 +206,15 @@ def test_readiness_with_active_version_checks_health_and_keeps_baseline(tmp_path
     assert report.facts["baseline_metrics"]['demo_http_requests_total{code="200"}'] == 42.0
 
 
+@pytest.mark.item("readiness.check")
 def test_readiness_fails_on_unhealthy_active_version(tmp_path: Path) -> None:
     target = StubTarget(StubService("1.0.0", healthz_status=503))
     try:
         report = run_step(make_ctx(tmp_path, target), "readiness")
     finally:
         target.down()
+    assert_item_fails(report, "readiness.check", because="active version health check healthz failed")
     check = item(report, "check")
-    assert not check.passed
     assert "active version health check healthz failed" in check.detail and "answered 503" in check.detail
     assert report.status == "failed"
     assert any(b.startswith("readiness.check:") for b in report.blocking_issues)
@@ -191,6 +227,88 @@ def test_readiness_fails_on_missing_runbook(tmp_path: Path, stub_target: StubTar
     assert not read.passed
     assert read.detail == f"readiness.runbook {tmp_path / 'spec' / 'demo' / 'missing-runbook.md'} does not exist"
     assert report.status == "failed"
+
+
+@pytest.mark.item("readiness.read")
+def test_readiness_read_fails_on_a_one_byte_runbook(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = make_ctx(tmp_path, stub_target)
+    runbook = ctx.spec.spec_dir / "demo" / "runbook.md"
+    runbook.write_text("x", encoding="utf-8")
+
+    report = run_step(ctx, "readiness")
+
+    assert_item_fails(report, "readiness.read", because="1 bytes of text, at least 200 expected")
+    read = item(report, "read")
+    assert read.detail == (
+        "readiness.runbook runbook.md: 1 bytes of text, at least 200 expected; "
+        "readiness.runbook runbook.md: no section for 'deploy', 'verify', 'escalation' (headings found: none); "
+        "readiness.runbook runbook.md: does not name the service 'demo'")
+    evidence = read.evidence[0]
+    assert evidence.sha256 == sha256_file(runbook) and evidence.data["bytes"] == 1
+    document = (ctx.paths.workdir / "deployment-readiness.md").read_text(encoding="utf-8")
+    assert "- readiness.read: FAIL: readiness.runbook runbook.md: 1 bytes of text" in document
+
+
+def test_readiness_read_fails_on_a_rollback_procedure_without_manual_steps(tmp_path: Path,
+                                                                           stub_target: StubTarget) -> None:
+    ctx = make_ctx(tmp_path, stub_target)
+    rollback = ctx.spec.spec_dir / "demo" / "rollback.md"
+    text = rollback.read_text(encoding="utf-8")
+    rollback.write_text(text.split("## Manual rollback")[0] + "## Manual rollback\n\n## Contacts\nops\n",
+                        encoding="utf-8")
+    read = item(run_step(ctx, "readiness"), "read")
+    assert not read.passed
+    assert read.detail == ("readiness.rollback_procedure rollback.md: section 'manual rollback' ('Manual rollback') "
+                           "has no text under its heading")
+
+
+def test_readiness_reads_further_documents_the_spec_names(tmp_path: Path, stub_target: StubTarget) -> None:
+    documents = [{"path": "demo/infrastructure.md", "sections": ["capacity"], "min_bytes": 50}]
+    ctx = make_ctx(tmp_path, stub_target, {"readiness": {"documents": documents}})
+    (ctx.spec.spec_dir / "demo" / "infrastructure.md").write_text(
+        "# Infrastructure assessment of another-service\n\n## Network\nloopback only, one router port\n",
+        encoding="utf-8")
+    read = item(run_step(ctx, "readiness"), "read")
+    assert not read.passed
+    label = "readiness.documents[0].path infrastructure.md"
+    assert read.detail == (f"{label}: no section for 'capacity' (headings found: 'Infrastructure assessment of "
+                           f"another-service', 'Network'); {label}: does not name the service 'demo'")
+    assert [e.data["label"] for e in read.evidence] == ["readiness.runbook", "readiness.rollback_procedure",
+                                                        "readiness.documents[0].path"]
+
+
+@pytest.mark.item("readiness.verify")
+def test_readiness_verify_fails_when_the_spec_file_changed_after_parsing(tmp_path: Path,
+                                                                          stub_target: StubTarget) -> None:
+    waiver = {"gate": "test_pass_pct", "reason": "legacy suite is flaky", "approved_by": "qa-lead"}
+    ctx = make_ctx(tmp_path, stub_target, {"quality_gates": {"test_pass_pct": 85, "waivers": [waiver]}})
+    # after the DAG was parsed, the waiver is withdrawn and the gate restored in the file
+    spec_file = ctx.spec.source
+    assert spec_file is not None
+    data = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    data["quality_gates"].update(test_pass_pct=90, waivers=[])
+    spec_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    report = run_step(ctx, "readiness")
+
+    assert_item_fails(report, "readiness.verify", because="changed after this run's DAG was parsed")
+    verify = item(report, "verify")
+    assert verify.detail == (
+        "the spec file demo.yaml changed after this run's DAG was parsed: quality_gates.test_pass_pct is 85.0 in "
+        "this run, 90.0 in the file; quality_gates.waivers is [{\"approved_by\": \"qa-lead\", \"gate\": "
+        "\"test_pass_pct\", \"reason\": \"legacy suite is flaky\"}] in this run, [] in the file; trigger the release "
+        "again once Airflow has parsed the new spec")
+    reread = next(e for e in verify.evidence if e.source == str(spec_file))
+    assert reread.sha256 == sha256_file(spec_file) and len(reread.data["differences"]) == 2
+
+
+def test_readiness_verify_fails_when_the_spec_file_no_longer_loads(tmp_path: Path, stub_target: StubTarget) -> None:
+    ctx = make_ctx(tmp_path, stub_target)
+    assert ctx.spec.source is not None
+    ctx.spec.source.write_text("service: [not, a, name]\n", encoding="utf-8")
+    verify = item(run_step(ctx, "readiness"), "verify")
+    assert not verify.passed
+    assert verify.detail.startswith(f"the spec file {ctx.spec.source} no longer loads (")
 
 
 def test_readiness_fails_on_empty_rollback_procedure(tmp_path: Path, stub_target: StubTarget) -> None:
@@ -209,22 +327,21 @@ def test_readiness_fails_on_weaker_gate_without_waiver(tmp_path: Path, stub_targ
     report = run_step(ctx, "readiness")
     verify = item(report, "verify")
     assert not verify.passed
-    assert verify.detail == ("quality_gates.test_pass_pct: test_pass_pct=70 is weaker than the seed's minimum 90, "
-                             "and no waiver covers it")
+    assert verify.detail.startswith("quality_gates.test_pass_pct: test_pass_pct=70 is weaker than the seed's minimum "
+                                    "90, and no waiver covers it; ")
     assert [r["gate"] for r in verify.evidence[0].data["relaxations"]] == ["test_pass_pct"]
 
 
 def test_readiness_fails_on_a_relaxed_security_baseline_without_waiver(tmp_path: Path,
                                                                         stub_target: StubTarget) -> None:
     ctx = make_ctx(tmp_path, stub_target)
-    # Refused at load time; a spec built in code (model_construct) must still be caught by the duty.
-    security = ctx.spec.security.model_construct(**{**ctx.spec.security.model_dump(),
-                                                    "required_controls": ["no_plaintext_secrets"]})
+    # Refused at load time; a spec changed in code (model_copy skips validation) must still be caught by the duty.
+    security = ctx.spec.security.model_copy(update={"required_controls": ["no_plaintext_secrets"]})
     ctx.spec = ctx.spec.model_copy(update={"security": security})
     verify = item(run_step(ctx, "readiness"), "verify")
     assert not verify.passed
-    assert verify.detail == ("security.required_controls: security.required_controls leaves out the default "
-                             "control(s) config_permissions, security_headers, and no waiver covers it")
+    assert verify.detail.startswith("security.required_controls: security.required_controls leaves out the default "
+                                    "control(s) config_permissions, security_headers, and no waiver covers it; ")
 
 
 def test_readiness_records_waiver(tmp_path: Path, stub_target: StubTarget) -> None:
@@ -232,7 +349,8 @@ def test_readiness_records_waiver(tmp_path: Path, stub_target: StubTarget) -> No
     ctx = make_ctx(tmp_path, stub_target, {"quality_gates": {"test_pass_pct": 85, "waivers": [waiver]}})
     report = run_step(ctx, "readiness")
     verify = item(report, "verify")
-    assert verify.passed and verify.detail == "every gate meets the standard or is waived (1 waived: test_pass_pct)"
+    assert verify.passed and verify.detail == ("every gate meets the standard or is waived (1 waived: test_pass_pct); "
+                                               "the spec file states the same standards")
     assert ("quality_gates.test_pass_pct relaxed (test_pass_pct=85 is weaker than the seed's minimum 90): waived by "
             "qa-lead: legacy suite is flaky") in report.findings
     assert report.facts["waivers"] == [{"gate": "test_pass_pct", "field": "quality_gates.test_pass_pct",
@@ -300,12 +418,13 @@ def test_risk_assessment_reads_only_commits_since_last_success(tmp_path: Path, g
     assert report.facts["risk_score"] == 0 and report.status == "passed"
 
 
+@pytest.mark.item("risk_assessment.verify")
 def test_risk_assessment_high_risk_without_approval_blocks(tmp_path: Path, git_repo: Path) -> None:
     commit(git_repo, "feat(db)!: new schema", {"migrations/002_items.sql": "create table items();\n",
                                                "requirements.txt": "httpx==0.28.1\n"})
     report = run_step(risk_ctx(tmp_path, git_repo), "risk_assessment")
+    assert_item_fails(report, "risk_assessment.verify", because="unmitigated high risk")
     verify = item(report, "verify")
-    assert not verify.passed
     assert verify.detail.startswith("unmitigated high risk (score")
     assert "risk.high_risk_approval is required" in verify.detail
     fired = {r["rule"] for r in verify.evidence[0].data["fired"]}
@@ -313,6 +432,8 @@ def test_risk_assessment_high_risk_without_approval_blocks(tmp_path: Path, git_r
     assert report.status == "failed"
     assert any("unmitigated high risk" in b for b in report.blocking_issues)
     assert report.facts["dependency_changes"] == ["requirements.txt"]
+    assert report.facts["dependency_diff"] == [{"file": "requirements.txt", "added": {"httpx": "0.28.1"},
+                                                "removed": {}, "changed": {}, "pinned": 1, "unpinned": []}]
 
 
 def test_risk_assessment_high_risk_with_approval_passes(tmp_path: Path, git_repo: Path) -> None:
@@ -333,12 +454,14 @@ def test_risk_assessment_missing_repo_fails_read(tmp_path: Path) -> None:
     assert not item(report, "verify").passed and report.status == "failed"
 
 
+@pytest.mark.item("risk_assessment.read")
 def test_risk_assessment_not_a_git_repo_fails_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plain = tmp_path / "spec" / "plain"
     plain.mkdir(parents=True)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # never find a repository above tmp_path
-    read = item(run_step(risk_ctx(tmp_path, plain), "risk_assessment"), "read")
-    assert not read.passed
+    report = run_step(risk_ctx(tmp_path, plain), "risk_assessment")
+    assert_item_fails(report, "risk_assessment.read", because="is not a git repository")
+    read = item(report, "read")
     assert read.detail.startswith(f"risk.repo {plain} is not a git repository with commits:")
     assert read.evidence and read.evidence[0].kind == "command" and read.evidence[0].data["exit_code"] != 0
 
@@ -385,7 +508,7 @@ def test_risk_assessment_removes_a_backup_holding_a_plaintext_secret(tmp_path: P
 
 def test_risk_assessment_backup_waiver_passes_with_reason(tmp_path: Path, git_repo: Path) -> None:
     waiver = {"waiver": "stateless service: nothing to back up", "approved_by": "ops-lead", "command": None,
-              "output": None}
+              "output": None, "contents": []}
     ctx = risk_ctx(tmp_path, git_repo, {"backup": waiver})
     report = run_step(ctx, "risk_assessment")
     check = item(report, "check")
@@ -393,3 +516,113 @@ def test_risk_assessment_backup_waiver_passes_with_reason(tmp_path: Path, git_re
     waiver = [e for e in check.evidence if e.source == "risk.backup.waiver"]
     assert waiver and waiver[0].data["waiver"] == "stateless service: nothing to back up"
     assert report.facts["backup"] == {"waived": "stateless service: nothing to back up"}
+
+
+def test_risk_verify_fails_when_the_range_is_longer_than_max_commits(tmp_path: Path, git_repo: Path) -> None:
+    ctx = risk_ctx(tmp_path, git_repo, {"max_commits": 1})
+    released = git(git_repo, "rev-parse", "HEAD")
+    ctx.paths.history_file.parent.mkdir(parents=True, exist_ok=True)
+    ctx.paths.history_file.write_text(json.dumps({"outcome": "success", "source_sha": released}) + "\n",
+                                      encoding="utf-8")
+    commit(git_repo, "docs: one", {"docs/a.md": "a\n"})
+    commit(git_repo, "docs: two", {"docs/b.md": "b\n"})
+    verify = item(run_step(ctx, "risk_assessment"), "verify")
+    assert not verify.passed
+    assert verify.detail == ("only 1 of the 2 commits since the last release were scored (risk.max_commits=1): "
+                             "raise risk.max_commits to at least 2")
+
+
+def test_risk_check_lists_dependency_changes_pin_by_pin_since_the_last_release(tmp_path: Path,
+                                                                               git_repo: Path) -> None:
+    commit(git_repo, "build: pin", {"requirements.lock": "httpx==0.27.0\nidna==3.6\n"})
+    ctx = risk_ctx(tmp_path, git_repo)
+    released = git(git_repo, "rev-parse", "HEAD")
+    ctx.paths.history_file.parent.mkdir(parents=True, exist_ok=True)
+    ctx.paths.history_file.write_text(json.dumps({"outcome": "success", "source_sha": released}) + "\n",
+                                      encoding="utf-8")
+    commit(git_repo, "build: bump httpx", {"requirements.lock": "httpx==0.28.1\nidna==3.6\nanyio==4.4.0\n"})
+    report = run_step(ctx, "risk_assessment")
+    assert report.facts["dependency_diff"] == [{"file": "requirements.lock", "added": {"anyio": "4.4.0"},
+                                                "removed": {}, "changed": {"httpx": ["0.27.0", "0.28.1"]},
+                                                "pinned": 3, "unpinned": []}]
+    delivered = next(d for d in report.deliverables if d.name == "Dependency validation")
+    assert json.loads(Path(delivered.path).read_text(encoding="utf-8"))["dependency_files"] == \
+        report.facts["dependency_diff"]
+
+
+@pytest.mark.item("risk_assessment.check")
+def test_risk_assessment_check_fails_when_the_backup_misses_a_file_it_must_restore(tmp_path: Path,
+                                                                                   git_repo: Path) -> None:
+    backup = {"command": ["{python}", "-m", "gendev_release.demo.backup", "--source", "{spec_dir}/partial",
+                          "--out", "{workdir}/backup/config.tar.gz"], "output": "{workdir}/backup/config.tar.gz"}
+    ctx = risk_ctx(tmp_path, git_repo, {"backup": backup})  # contents: the demo's [demo/service.env, demo/build.toml]
+    partial = ctx.spec.spec_dir / "partial"  # a backup command pointed at the wrong folder
+    partial.mkdir()
+    (partial / "service.env").write_bytes((ctx.spec.spec_dir / "demo" / "service.env").read_bytes())
+
+    report = run_step(ctx, "risk_assessment")
+
+    assert_item_fails(report, "risk_assessment.check", because="does not hold demo/build.toml")
+    check = item(report, "check")
+    assert check.detail == "backup config.tar.gz does not hold demo/build.toml"
+    rows = next(e for e in check.evidence if e.source.endswith("members vs risk.backup.contents")).data["contents"]
+    assert [(r["file"], r["member"]) for r in rows] == [("demo/service.env", "partial/service.env"),
+                                                        ("demo/build.toml", None)]
+    strategy = (ctx.paths.workdir / "backup-strategy.md").read_text(encoding="utf-8")
+    assert "- demo/service.env: restored byte for byte from partial/service.env" in strategy
+    assert "- demo/build.toml: NOT restored (no such member)" in strategy
+
+
+def test_risk_check_fails_when_a_file_changed_since_the_backup_holds_it(tmp_path: Path, git_repo: Path) -> None:
+    backup = {"command": ["{python}", "-m", "gendev_release.demo.backup", "--source", "{spec_dir}/snapshot",
+                          "--out", "{workdir}/b.tar.gz"], "output": "{workdir}/b.tar.gz",
+              "contents": ["demo/runbook.md"]}
+    ctx = risk_ctx(tmp_path, git_repo, {"backup": backup})
+    runbook = ctx.spec.spec_dir / "demo" / "runbook.md"
+    snapshot = ctx.spec.spec_dir / "snapshot"  # an old copy of the runbook, not the current one
+    snapshot.mkdir()
+    (snapshot / "runbook.md").write_text("an older runbook\n", encoding="utf-8")
+    check = item(run_step(ctx, "risk_assessment"), "check")
+    assert not check.passed
+    assert check.detail.startswith("backup b.tar.gz holds snapshot/runbook.md with sha256 ")
+    assert check.detail.endswith(f"but demo/runbook.md now has {sha256_file(runbook)[:12]}: restoring it would not "
+                                 "give the current file back")
+
+
+def test_risk_check_fails_when_the_backup_is_not_the_file_the_tool_reported(tmp_path: Path, git_repo: Path) -> None:
+    code = ("import sys, tarfile, pathlib; out = pathlib.Path(sys.argv[1]); out.parent.mkdir(parents=True, "
+            "exist_ok=True); t = tarfile.open(out, 'w:gz'); t.add(sys.argv[2], arcname='demo'); t.close(); "
+            "print('0' * 64 + '  ' + str(out))")
+    backup = {"command": ["{python}", "-c", code, "{workdir}/b.tar.gz", "{spec_dir}/demo"],
+              "output": "{workdir}/b.tar.gz"}
+    ctx = risk_ctx(tmp_path, git_repo, {"backup": backup})
+    check = item(run_step(ctx, "risk_assessment"), "check")
+    output = ctx.paths.workdir / "b.tar.gz"
+    assert not check.passed
+    assert check.detail == (f"backup b.tar.gz has sha256 {sha256_file(output)[:12]}, but the backup command reported "
+                            "000000000000: the file changed after it was written")
+
+
+def test_the_demo_backup_restores_its_config_files_and_reports_its_digest(tmp_path: Path, git_repo: Path) -> None:
+    ctx = risk_ctx(tmp_path, git_repo)
+    report = run_step(ctx, "risk_assessment")
+    assert report.status == "passed", report.blocking_issues
+    check = item(report, "check")
+    rows = next(e for e in check.evidence if e.source.endswith("members vs risk.backup.contents")).data["contents"]
+    assert [(r["file"], r["member"], r["file_sha256"] == r["member_sha256"]) for r in rows] == [
+        ("demo/service.env", "demo/service.env", True), ("demo/build.toml", "demo/build.toml", True)]
+    strategy = (ctx.paths.workdir / "backup-strategy.md").read_text(encoding="utf-8")
+    assert f"(the command reported {report.facts['backup']['sha256']})" in strategy
+
+
+def test_phase_1_delivers_every_catalogue_deliverable(tmp_path: Path, git_repo: Path,
+                                                      live_target: StubTarget) -> None:
+    ctx = risk_ctx(tmp_path, git_repo, target=live_target)
+    reports = [run_duty(ctx, step.id) for step in PHASES[0].steps]
+    assert all(r.status == "passed" for r in reports), [r.blocking_issues for r in reports]
+    delivered = {d.name: Path(d.path) for r in reports for d in r.deliverables}
+    assert set(PHASES[0].deliverables) <= set(delivered)
+    assert all(delivered[name].stat().st_size > 0 for name in PHASES[0].deliverables)
+    assert {line["name"] for line in ctx.store.manifest()} >= set(PHASES[0].deliverables)
+    resources = json.loads(delivered["Resource verification"].read_text(encoding="utf-8"))
+    assert resources["active_health"][0]["check"] == "healthz" and resources["disk"]["passed"] is True

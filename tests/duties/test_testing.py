@@ -7,10 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from duty_helpers import RUN_ID, FakeService, FakeTarget, go_live, item, make_ctx, run_step
+from duty_helpers import RUN_ID, FakeService, FakeTarget, Response, go_live, item, make_ctx, run_step, save_report
+from item_proof import assert_item_fails
 
+from gendev_release.catalogue import step_by_id
 from gendev_release.duties import testing
-from gendev_release.duties.testing import SmokeTest, pass_rate_problem, suite_coverage
+from gendev_release.duties.base import run_duty
+from gendev_release.duties.qa_evidence import Route, parse_openapi_routes
+from gendev_release.duties.smoke_suite import SmokeTest, required_endpoints, suite_coverage
+from gendev_release.duties.testing import pass_rate_problem
 from gendev_release.junit import parse_junit
 from gendev_release.report import utcnow
 from gendev_release.run_record import RunRecord, RunRecordStore
@@ -37,13 +42,41 @@ def _junit(tests: int, failures: int) -> str:
     return f'<testsuites><testsuite name="uat" tests="{tests}">{cases}</testsuite></testsuites>'
 
 
-def _copy_suite(tmp_path: Path, content: str, exit_code: int = 0) -> dict:
+def _copy_suite(tmp_path: Path, content: str, exit_code: int = 0, kind: str = "acceptance") -> dict:
     """A QA suite whose command copies a prepared JUnit file into place, then exits with ``exit_code``."""
     source = tmp_path / "prepared.xml"
     source.write_text(content, encoding="utf-8")
     return {"qa": {"suites": [{"name": "uat", "command": ["{python}", "-c", COPY_AND_EXIT, str(source),
                                                              "{workdir}/qa/uat.xml", str(exit_code)],
-                               "junit": "qa/uat.xml"}]}}
+                               "junit": "qa/uat.xml", "kind": kind}]}}
+
+
+def _delivered(report, name: str) -> dict:
+    path = next(Path(d.path) for d in report.deliverables if d.name == name)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class ListsItsRoutes(FakeService):
+    """A version that lists its GET routes as OpenAPI JSON and serves one item per id under /api/items/{id}."""
+
+    def __init__(self, version: str, routes: dict[str, dict], **knobs) -> None:
+        super().__init__(version, **knobs)
+        self.routes = routes
+
+    def respond(self, path: str) -> Response:
+        if path == "/openapi.json":
+            document = {"openapi": "3.1.0", "info": {"title": "demo", "version": self.version}, "paths": self.routes}
+            return 200, {"Content-Type": "application/json"}, json.dumps(document).encode()
+        if path.startswith("/api/items/") or path == "/api/stats":
+            return 200, {"Content-Type": "application/json"}, b'{"id": 1, "name": "alpha"}'
+        return super().respond(path)
+
+
+def _get(*codes: str) -> dict:
+    return {"get": {"responses": {code: {"description": "ok"} for code in codes or ("200",)}}}
+
+
+DEMO_ROUTES = {"/healthz": _get(), "/version": _get(), "/api/items": _get(), "/metrics": {"post": {}}}
 
 
 # ================================================================================ smoke tests
@@ -59,20 +92,61 @@ def test_smoke_suite_generated_run_and_passing(tmp_path, empty_target: FakeTarge
     results = parse_junit(ctx.paths.workdir / "smoke" / "smoke-results.xml")
     assert results.tests == 3 and results.failures == 0
     assert report.metrics["smoke_pass_pct"] == 100
-    assert {d.name for d in report.deliverables} == {"smoke-suite", "smoke-results"}
-    assert item(report, "verify").detail == "all 3 critical endpoints covered"
+    assert {d.name for d in report.deliverables} == {"smoke-suite", "Smoke tests"}
+    assert item(report, "verify").detail == ("all 3 critical endpoints and health checks exercised and answered by "
+                                             "the live service")
+    assert "which serves 1.1.0 (slot green)" in item(report, "read").detail
 
 
+@pytest.mark.item("smoke_tests.read")
+def test_smoke_results_of_another_version_fail_read(tmp_path, empty_target: FakeTarget) -> None:
+    # Traffic is still on the previous release: its smoke results pass, but they are not results for 1.1.0.
+    go_live(empty_target, "green", FakeService("1.0.0"))
+    ctx = make_ctx(tmp_path, empty_target, version="1.1.0")
+
+    report = run_step(ctx, "smoke_tests")
+
+    assert_item_fails(report, "smoke_tests.read", because="the target's active version is 1.0.0, not 1.1.0")
+    assert item(report, "check").passed  # the suite itself passed: only the read item knows it tested 1.0.0
+
+
+class AnswersAs(FakeService):
+    """A slot the target records as one version whose ``/version`` names another (a stale process on the port)."""
+
+    def __init__(self, version: str, answers_as: str) -> None:
+        super().__init__(version)
+        self.answers_as = answers_as
+
+    def respond(self, path: str) -> Response:
+        if path == "/version":
+            return 200, {"Content-Type": "application/json"}, json.dumps({"version": self.answers_as}).encode()
+        return super().respond(path)
+
+
+def test_smoke_results_when_the_router_answers_another_version_fail_read(tmp_path,
+                                                                         empty_target: FakeTarget) -> None:
+    # The target's record says 1.1.0 is live, but what answers behind the router names 1.0.0.
+    go_live(empty_target, "green", AnswersAs("1.1.0", answers_as="1.0.0"))
+    ctx = make_ctx(tmp_path, empty_target)
+
+    read = item(run_step(ctx, "smoke_tests"), "read")
+
+    assert not read.passed
+    assert read.detail == f"results are not of this release: {empty_target.url()} answered version(s) 1.0.0, not 1.1.0"
+
+
+@pytest.mark.item("smoke_tests.check")
 def test_failing_smoke_test_is_named_with_its_message(tmp_path, empty_target: FakeTarget) -> None:
     go_live(empty_target, "green", FakeService("1.1.0-broken"))
     ctx = make_ctx(tmp_path, empty_target, version="1.1.0-broken")
 
     report = run_step(ctx, "smoke_tests")
 
+    assert_item_fails(report, "smoke_tests.check", because="100 % required")
     check = item(report, "check")
-    assert not check.passed
     assert "67 % of smoke tests passed (2/3), 100 % required" in check.detail
-    assert "smoke.demo.GET /healthz (failure):" in check.detail and "answered 503, expected 200" in check.detail
+    assert "smoke.demo.GET /healthz -> 200 containing 'ok' (failure):" in check.detail
+    assert "answered 503, expected 200" in check.detail
     junit = (ctx.paths.workdir / "smoke" / "smoke-results.xml").read_text()
     assert 'message="' in junit and "answered 503" in junit
     assert item(report, "read").passed and item(report, "verify").passed
@@ -94,8 +168,8 @@ def test_uncovered_critical_endpoint_fails_verify(tmp_path, empty_target: FakeTa
     ctx = make_ctx(tmp_path, empty_target)
     generate = testing.build_smoke_suite
 
-    def forgetful(spec, version):
-        suite = generate(spec, version)
+    def forgetful(spec, version, routes=None):
+        suite = generate(spec, version, routes)
         suite["tests"] = suite["tests"][:-1]
         return suite
 
@@ -105,16 +179,80 @@ def test_uncovered_critical_endpoint_fails_verify(tmp_path, empty_target: FakeTa
 
     verify = item(report, "verify")
     assert not verify.passed
-    assert verify.detail == "uncovered critical endpoint(s): GET /api/items -> 200"
+    assert verify.detail == "not exercised live: GET /api/items -> 200 (critical_endpoints): no smoke case"
 
 
 def test_suite_coverage_compares_expectations_too(tmp_path, empty_target: FakeTarget) -> None:
     ctx = make_ctx(tmp_path, empty_target)
     weaker = [SmokeTest("GET /healthz", "/healthz"), SmokeTest("GET /version", "/version"),
               SmokeTest("GET /api/items", "/api/items"), SmokeTest("GET /extra", "/extra")]
-    missing, extra = suite_coverage(weaker, list(ctx.spec.critical_endpoints))
+    missing, extra = suite_coverage(weaker, list(required_endpoints(ctx.spec)))
     assert missing == ["GET /healthz -> 200 containing 'ok'"]
     assert extra == ["GET /extra -> 200", "GET /healthz -> 200"]
+
+
+def test_health_checks_join_the_smoke_suite(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0"))
+    ctx = make_ctx(tmp_path, empty_target, {"critical_endpoints": [{"path": "/api/items"}]})
+
+    report = run_step(ctx, "smoke_tests")
+
+    assert report.status == "passed", report.blocking_issues
+    suite = json.loads((ctx.paths.workdir / "smoke" / "smoke-suite.json").read_text())
+    assert [(t["path"], t["source"]) for t in suite["tests"]] == [
+        ("/api/items", "critical_endpoints"), ("/healthz", "health.checks.healthz"),
+        ("/version", "health.checks.version")]
+
+
+@pytest.mark.item("smoke_tests.verify")
+def test_listed_route_not_exercised_fails_verify(tmp_path, empty_target: FakeTarget) -> None:
+    # The new version lists /api/items/{item_id}; no critical endpoint reaches it, so no smoke test can.
+    routes = {**DEMO_ROUTES, "/api/items/{item_id}": _get()}
+    go_live(empty_target, "green", ListsItsRoutes("1.1.0", routes))
+    ctx = make_ctx(tmp_path, empty_target, {"smoke": {"openapi_path": "/openapi.json"}})
+
+    report = run_step(ctx, "smoke_tests")
+
+    assert_item_fails(report, "smoke_tests.verify",
+                      because="route(s) the new version lists but no smoke request reached: /api/items/{item_id}")
+    assert item(report, "check").passed  # every test that ran passed: only verify sees the gap
+
+
+def test_listed_routes_are_exercised(tmp_path, empty_target: FakeTarget) -> None:
+    # A concrete route gets a test of its own; a templated one is reached through a critical endpoint.
+    routes = {**DEMO_ROUTES, "/api/items/{item_id}": _get(), "/api/stats": _get("200")}
+    go_live(empty_target, "green", ListsItsRoutes("1.1.0", routes))
+    endpoints = [{"path": "/healthz", "expect_body_contains": "ok"}, {"path": "/version"}, {"path": "/api/items"},
+                 {"path": "/api/items/1"}]
+    ctx = make_ctx(tmp_path, empty_target, {"smoke": {"openapi_path": "/openapi.json"},
+                                            "critical_endpoints": endpoints})
+
+    report = run_step(ctx, "smoke_tests")
+
+    assert report.status == "passed", report.blocking_issues
+    suite = json.loads((ctx.paths.workdir / "smoke" / "smoke-suite.json").read_text())
+    assert [t["path"] for t in suite["tests"] if t["source"] == "openapi"] == ["/api/stats"]
+    assert "and 5 listed route(s) exercised" in item(report, "verify").detail
+
+
+def test_route_listing_that_does_not_answer_fails_verify(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0"))  # no /openapi.json: it answers 404
+    ctx = make_ctx(tmp_path, empty_target, {"smoke": {"openapi_path": "/openapi.json"}})
+
+    verify = item(run_step(ctx, "smoke_tests"), "verify")
+
+    assert not verify.passed and "/openapi.json (smoke.openapi_path) answered 404" in verify.detail
+
+
+def test_openapi_routes_parsing() -> None:
+    text = json.dumps({"openapi": "3.0.3", "paths": {"/a": _get("201", "200"), "/b/{id}": _get("404"),
+                                                      "/c": {"post": {}}}})
+    assert parse_openapi_routes(text, "x") == [Route("/a", 200), Route("/b/{id}", 200)]
+    assert Route("/b/{id}").matches("/b/7") and not Route("/b/{id}").matches("/b/7/c")
+    with pytest.raises(ValueError, match="x is not an OpenAPI document"):
+        parse_openapi_routes('{"paths": {}}', "x")
+    with pytest.raises(ValueError, match="route 'a' does not start with '/'"):
+        parse_openapi_routes('{"openapi": "3.1.0", "paths": {"a": {}}}', "x")
 
 
 def test_smoke_without_router_fails_read(tmp_path, empty_target: FakeTarget) -> None:
@@ -134,10 +272,18 @@ def test_qa_with_the_demo_checks_passes(tmp_path, empty_target: FakeTarget) -> N
     assert report.status == "passed", report.blocking_issues
     assert report.facts["suites"]["integration"]["tests"] == 6
     assert report.facts["suites"]["integration"]["failures"] == 0
+    assert (report.facts["suites"]["uat"]["tests"], report.facts["suites"]["uat"]["kind"]) == (2, "acceptance")
     assert report.metrics["qa_pass_rate_pct"] == 100
     assert "benchmark" in report.facts and report.facts["benchmark"]["requests"] == 20
-    assert [d.name for d in report.deliverables] == ["qa-integration-junit"]
-    assert "integration 6 tests, 0 failures" in item(report, "verify").detail
+    assert [d.name for d in report.deliverables] == [
+        "qa-integration-junit", "qa-uat-junit", "Integration validation", "User acceptance",
+        "Performance benchmarks", "Security verification"]
+    assert "integration (integration) 6 tests, 0 failures" in item(report, "verify").detail
+    acceptance = _delivered(report, "User acceptance")
+    assert [(s["name"], s["tests"], s["passed"]) for s in acceptance["suites"]] == [("uat", 2, 2)]
+    security = _delivered(report, "Security verification")
+    assert [e["missing"] for e in security["endpoints"]] == [[], [], []]
+    assert any(f.startswith("no previous version is kept") for f in report.findings)
 
 
 def test_demo_checks_fail_on_a_broken_service(tmp_path, empty_target: FakeTarget) -> None:
@@ -150,8 +296,10 @@ def test_demo_checks_fail_on_a_broken_service(tmp_path, empty_target: FakeTarget
     assert (suite["tests"], suite["failures"]) == (6, 3)
     failed = " ".join(suite["failed_cases"])
     assert "healthz_ok" in failed and "security_headers_present" in failed and "items_listed_with_ids" in failed
+    assert (report.facts["suites"]["uat"]["tests"], report.facts["suites"]["uat"]["failures"]) == (2, 0)
     check = item(report, "check")
-    assert not check.passed and "pass rate 50.0 % (3/6) is not above test_pass_pct 90 %" in check.detail
+    assert not check.passed and "pass rate 62.5 % (5/8) is not above test_pass_pct 90 %" in check.detail
+    assert "/api/items lacks security header(s) X-Content-Type-Options, X-Frame-Options" in check.detail
 
 
 def test_pass_rate_of_exactly_90_percent_fails(tmp_path, empty_target: FakeTarget) -> None:
@@ -173,6 +321,7 @@ def test_pass_rate_gate_is_strict() -> None:
     assert pass_rate_problem(0, 0, 90.0) == "no test results: a pass rate cannot be computed"
 
 
+@pytest.mark.item("qa.read")
 def test_missing_junit_fails_read_even_when_a_stale_file_was_there(tmp_path, empty_target: FakeTarget) -> None:
     go_live(empty_target, "green", FakeService("1.1.0"))
     overrides = {"qa": {"suites": [{"name": "uat", "command": ["{python}", "-c", "pass"], "junit": "qa/uat.xml"}]}}
@@ -183,9 +332,44 @@ def test_missing_junit_fails_read_even_when_a_stale_file_was_there(tmp_path, emp
 
     report = run_step(ctx, "qa")
 
-    read = item(report, "read")
-    assert not read.passed and "suite uat:" in read.detail and "uat.xml was not written (command exit 0" in read.detail
+    assert_item_fails(report, "qa.read", because="uat.xml was not written (command exit 0")
+    assert "suite uat:" in item(report, "read").detail
     assert not item(report, "check").passed
+
+
+def test_qa_without_an_acceptance_suite_fails_read(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0"))
+    ctx = make_ctx(tmp_path, empty_target, _copy_suite(tmp_path, _junit(20, 0), kind="integration"))
+
+    report = run_step(ctx, "qa")
+
+    read = item(report, "read")
+    assert not read.passed
+    assert read.detail == "no user acceptance results: qa.suites has no suite with kind: acceptance"
+    assert item(report, "verify").passed and item(report, "check").passed
+
+
+def test_qa_results_of_another_version_fail_read(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.0.0"))
+    ctx = make_ctx(tmp_path, empty_target, _copy_suite(tmp_path, _junit(20, 0)), version="1.1.0")
+
+    read = item(run_step(ctx, "qa"), "read")
+
+    assert not read.passed
+    assert read.detail == "results are not of this release: the target's active version is 1.0.0, not 1.1.0"
+
+
+@pytest.mark.item("qa.verify")
+def test_suite_without_test_cases_fails_verify(tmp_path, empty_target: FakeTarget) -> None:
+    # The suite ran and wrote JUnit, but collected nothing (pytest writes tests="0" then).
+    go_live(empty_target, "green", FakeService("1.1.0"))
+    ctx = make_ctx(tmp_path, empty_target, _copy_suite(tmp_path, _junit(0, 0)))
+
+    report = run_step(ctx, "qa")
+
+    assert item(report, "read").passed
+    assert_item_fails(report, "qa.verify",
+                      because="suite(s) with no test results (their JUnit lists no test case): uat")
 
 
 @pytest.mark.parametrize(("junit", "exit_code", "expected"), [
@@ -213,7 +397,8 @@ def _suite_with_coverage(tmp_path: Path, coverage_fixture: str | Path, stamp: st
     junit.write_text(_junit(20, 0), encoding="utf-8")
     command = ["{python}", str(script), str(junit), "{workdir}/qa/uat.xml", str(FIXTURES / coverage_fixture),
                "{workdir}/qa/coverage.xml", stamp]
-    overrides: dict = {"qa": {"suites": [{"name": "uat", "command": command, "junit": "qa/uat.xml"}],
+    overrides: dict = {"qa": {"suites": [{"name": "uat", "command": command, "junit": "qa/uat.xml",
+                                          "kind": "acceptance"}],
                               "coverage_report": "qa/coverage.xml"}}
     if min_coverage_pct is not None:
         overrides["quality_gates"] = {"min_coverage_pct": min_coverage_pct}
@@ -317,8 +502,52 @@ def test_benchmark_over_the_sla_fails_check(tmp_path, empty_target: FakeTarget) 
 
     check = item(report, "check")
     assert not check.passed
-    assert "/version: p95" in check.detail and "> p95_latency_ms 10 ms" in check.detail
+    assert "benchmark " + empty_target.url() + "/api/items: p95" in check.detail  # demo.yaml's load_test.path
+    assert "> p95_latency_ms 10 ms" in check.detail
     assert report.metrics["benchmark_p95_ms"] >= 30
+
+
+@pytest.mark.item("qa.check")
+def test_benchmark_slower_than_the_previous_version_fails_check(tmp_path, empty_target: FakeTarget) -> None:
+    # Within the 250 ms SLA, but 150 ms slower than 1.0.0 measured in the same run, slot to slot.
+    go_live(empty_target, "green", FakeService("1.1.0", slow_ms=150), previous=("blue", FakeService("1.0.0")))
+    ctx = make_ctx(tmp_path, empty_target, _copy_suite(tmp_path, _junit(20, 0)))
+
+    report = run_step(ctx, "qa")
+
+    assert_item_fails(report, "qa.check", because="benchmark against the previous version 1.0.0 measured in this run: "
+                                                  "p95 regression")
+    benchmarks = _delivered(report, "Performance benchmarks")
+    assert benchmarks["previous_slot"]["version"] == "1.0.0"
+    assert benchmarks["active_direct"]["p95_ms"] > benchmarks["previous"]["p95_ms"]
+    assert benchmarks["active_direct"]["requests"] == benchmarks["previous"]["requests"] == 20
+
+
+def test_benchmark_as_fast_as_the_previous_version_passes(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0"), previous=("blue", FakeService("1.0.0")))
+    ctx = make_ctx(tmp_path, empty_target, _copy_suite(tmp_path, _junit(20, 0)))
+
+    report = run_step(ctx, "qa")
+
+    assert report.status == "passed", report.blocking_issues
+    assert "no slower than the previous version" in item(report, "check").detail
+    assert "benchmark_previous_p95_ms" in report.metrics
+
+
+def test_security_headers_lost_since_hardening_fail_check(tmp_path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0", security_headers=False))
+    ctx = make_ctx(tmp_path, empty_target, _copy_suite(tmp_path, _junit(20, 0)))
+    hardening = {"security_headers": {"passed": True, "detail": "the staged slot sends them"}}
+    save_report(ctx, "hardening", {"controls": hardening, "compliance_pct": 100.0})
+
+    report = run_step(ctx, "qa")
+
+    check = item(report, "check")
+    assert not check.passed
+    assert "/healthz lacks security header(s) X-Content-Type-Options, X-Frame-Options" in check.detail
+    assert "the hardening step found the headers on the staged slot" in check.detail
+    security = _delivered(report, "Security verification")
+    assert security["hardening"]["controls"]["security_headers"]["passed"] is True
 
 
 def test_benchmark_errors_fail_check(tmp_path, empty_target: FakeTarget) -> None:
@@ -344,6 +573,15 @@ def test_demo_qa_cli_writes_junit_and_exit_code(tmp_path, empty_target: FakeTarg
     summary = parse_junit(junit)
     assert [c.name for c in summary.failed_cases] == ["healthz_ok"]
 
+    uat = ["--suite", "acceptance", "--base-url", empty_target.url() or "", "--junit", str(junit)]
+    assert demo_qa.main([*uat, "--expect-version", "1.1.0"]) == 0
+    assert parse_junit(junit).tests == 2
+    assert demo_qa.main([*uat, "--expect-version", "1.2.0"]) == 1
+    assert [c.message.split(",")[0] for c in parse_junit(junit).failed_cases] == [
+        "GET /version answered ['1.1.0'"]
+    with pytest.raises(SystemExit):
+        demo_qa.main(uat)  # acceptance needs the released version
+
 
 # ==================================================================== the real local target
 def test_real_local_target_smoke_and_qa_pass(tmp_path, local_target) -> None:
@@ -357,6 +595,24 @@ def test_real_local_target_smoke_and_qa_pass(tmp_path, local_target) -> None:
     assert smoke.status == "passed", smoke.blocking_issues
     assert qa.status == "passed", qa.blocking_issues
     assert qa.facts["suites"]["integration"]["tests"] == 6 and qa.facts["suites"]["integration"]["failures"] == 0
+    assert qa.facts["suites"]["uat"]["tests"] == 2 and qa.facts["suites"]["uat"]["failures"] == 0
+    # the real router and demo service send every required header
+    assert _delivered(qa, "Security verification")["problems"] == []
+
+
+def test_phase_6_deliverables_are_delivered_on_the_demo_spec(tmp_path, empty_target: FakeTarget) -> None:
+    """Every seed deliverable of phase 6 is a non-empty file in the evidence store, listed in its manifest."""
+    go_live(empty_target, "green", FakeService("1.1.0"), previous=("blue", FakeService("1.0.0")))
+    ctx = make_ctx(tmp_path, empty_target)  # the demo spec: its integration and uat suites
+
+    reports = [run_duty(ctx, "smoke_tests"), run_duty(ctx, "qa")]
+
+    assert [r.status for r in reports] == ["passed", "passed"], [r.blocking_issues for r in reports]
+    phase, _ = step_by_id("qa")
+    stored = {line["name"]: line for line in ctx.store.manifest() if line["step"] in ("smoke_tests", "qa")}
+    assert [name for name in phase.deliverables if name not in stored] == []
+    for name in phase.deliverables:
+        assert stored[name]["size"] > 0 and ctx.store.read(stored[name]["stored"]).strip(), name
 
 
 def test_real_local_target_errors_version_fails_the_qa_benchmark(tmp_path, local_target) -> None:
