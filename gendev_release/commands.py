@@ -12,7 +12,9 @@ from pathlib import Path
 from gendev_release.report import Evidence
 from gendev_release.spec_rules import PLACEHOLDER_RE, check_allowed_program, check_argv
 
-_TAIL = 4000
+_TAIL = 4000  # what evidence keeps of a command's output
+#: What a CommandResult keeps of stdout for its caller to parse (a `git log` of max_commits lines fits).
+_KEPT_STDOUT = 8 * 1024 * 1024
 
 #: Programs the engine itself runs (risk assessment reads history with git): always allowed at run
 #: time. A spec command naming one is still judged against GENDEV_ALLOWED_EXECUTABLES at load time.
@@ -82,5 +84,8 @@ def run_command(argv: list[str], *, cwd: Path, timeout: float = 600.0,
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         return CommandResult(argv, -1, out, err, time.monotonic() - started, timed_out=True)
-    return CommandResult(argv, proc.returncode, proc.stdout[-_TAIL * 4:], proc.stderr[-_TAIL * 4:],
+    if len(proc.stdout) > _KEPT_STDOUT:  # a cut output must not parse as a shorter, complete one
+        return CommandResult(argv, 1, "", f"output larger than {_KEPT_STDOUT} characters; not kept",
+                             time.monotonic() - started)
+    return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr[-_TAIL * 4:],
                          time.monotonic() - started)

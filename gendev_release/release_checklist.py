@@ -400,8 +400,12 @@ def alerts_configured(f: RunFacts) -> Verdict:
     if verdict.state != "done":
         return verdict
     rules = f.metrics("monitoring_alerts").get("alert_rules", 0)
-    detail = (f"{rules:g} alert rule(s) written and read back, every rule metric present and quiet, test "
-              "notification delivered")
+    if f.facts("monitoring_alerts").get("alerts_source") == "prometheus":
+        detail = (f"{rules:g} alert rule(s) loaded in Prometheus as the spec gives them, evaluated on fresh samples "
+                  "and quiet, test notification delivered")
+    else:
+        detail = (f"{rules:g} alert rule(s) checked against the live metrics (no Prometheus named), every rule "
+                  "metric present and quiet, test notification delivered")
     note = f.waiver("alert_rules")
     return Verdict("waived", detail, (note,)) if note else done(detail)
 
@@ -418,8 +422,9 @@ def team_briefed(f: RunFacts) -> Verdict:
     if verdict.state != "done":
         return verdict
     metrics = f.metrics("training")
-    return done(f"knowledge-base entries: {metrics.get('kb_entries', 0):g} for {metrics.get('features', 0):g} new "
-                "feature(s)")
+    return done(f"training and knowledge-base entries for {metrics.get('kb_entries', 0):g} of "
+                f"{metrics.get('user_facing_changes', 0):g} user-facing change(s), a section for each of "
+                f"{metrics.get('audiences', 0):g} audience(s)")
 
 
 def first_release_reason(f: RunFacts) -> str | None:

@@ -19,12 +19,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from loopback import LoopbackServer, Response
 
 from gendev_release.prometheus_api import PrometheusClient
 from gendev_release.prometheus_local import LocalPrometheus, server_config, start_prometheus
@@ -53,38 +53,22 @@ class SwitchableUpstream:
         self.upstream: str | None = None
         self.scrapes = 0
         self.lock = threading.Lock()
-        outer = self
+        self.http = LoopbackServer(self.forward)
+        self.url = self.http.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (stdlib name)
-                status, body, ctype = outer.forward(self.path)
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def forward(self, path: str) -> tuple[int, bytes, str]:
+    def forward(self, path: str) -> Response:
         with self.lock:
             upstream = self.upstream
             if path.startswith("/metrics"):
                 self.scrapes += 1
         if upstream is None:
-            return 503, b"no upstream", "text/plain"
+            return 503, {"Content-Type": "text/plain"}, b"no upstream"
         try:
             response = httpx.get(upstream + path, timeout=5.0)
         except httpx.HTTPError as exc:
-            return 502, str(exc).encode(), "text/plain"
-        return response.status_code, response.content, response.headers.get("content-type", "text/plain")
+            return 502, {"Content-Type": "text/plain"}, str(exc).encode()
+        return (response.status_code, {"Content-Type": response.headers.get("content-type", "text/plain")},
+                response.content)
 
     def switch(self, upstream: str | None) -> None:
         with self.lock:
@@ -92,9 +76,7 @@ class SwitchableUpstream:
             self.scrapes = 0
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.http.stop()
 
 
 class TestPrometheus:

@@ -158,3 +158,16 @@ def test_evidence_tails_are_bounded() -> None:
     tail = result.evidence().data["stdout_tail"]
     assert len(tail) == 4000
     assert tail.endswith("END")
+
+
+def test_a_long_output_is_kept_whole_for_the_caller(tmp_path) -> None:
+    """A `git log` of a few hundred commits runs over 16,000 characters: the caller parses every line."""
+    import sys
+
+    from gendev_release.commands import run_command
+
+    result = run_command([sys.executable, "-c", "print('\\n'.join(f'line {i:05d} ' + 'x' * 80 for i in range(500)))"],
+                         cwd=tmp_path)
+    lines = result.stdout.splitlines()
+    assert result.ok and len(lines) == 500 and lines[0].startswith("line 00000")
+    assert len(result.evidence().data["stdout_tail"]) == 4000  # evidence keeps a tail only

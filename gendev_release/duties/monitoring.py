@@ -116,6 +116,7 @@ def monitoring_alerts(ctx: DutyContext, report: ReportBuilder) -> None:
     findings: RuleFindings | None
     if source is not None:
         summary["source"] = {"kind": "prometheus", "url": source.url, "origin": source.origin, "job": job}
+        report.facts["alerts_source"] = "prometheus"
         findings = _through_prometheus(ctx, report, source, router, summary)
     elif router is None:
         for kind in JUDGED_ITEMS:
@@ -124,6 +125,7 @@ def monitoring_alerts(ctx: DutyContext, report: ReportBuilder) -> None:
         return
     else:
         summary["source"] = {"kind": "direct scrape", "url": router + spec.monitoring.metrics_path}
+        report.facts["alerts_source"] = "direct scrape"
         findings = _direct(ctx, report, rules_path, router, summary)
     if findings is not None:
         _check_channel(ctx, report, findings)

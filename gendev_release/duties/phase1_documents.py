@@ -11,8 +11,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gendev_release.report import ItemKind, ReportBuilder
+
 #: ``kind -> (passed, detail)`` of the items read, verify and check.
 Outcomes = dict[str, tuple[bool, str]]
+
+
+def decide(report: ReportBuilder, kind: ItemKind, problems: list[str], ok_detail: str, outcomes: Outcomes) -> bool:
+    """Record the item's verdict (failed when there are problems) and its outcome for the step's documents."""
+    detail = "; ".join(problems) or ok_detail
+    passed = report.verdict(kind, not problems, detail)
+    outcomes[kind] = (passed, detail if passed or problems else f"no evidence gathered: {detail}")
+    return passed
 
 
 def _mark(passed: bool) -> str:

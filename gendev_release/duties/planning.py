@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from gendev_release import notify
 from gendev_release.catalogue import PHASES
 from gendev_release.duties.base import duty
-from gendev_release.duties.phase1_documents import Outcomes
+from gendev_release.duties.phase1_documents import Outcomes, decide
 from gendev_release.duties.phase2_documents import (
     approval_gates_markdown,
     change_window_markdown,
@@ -46,7 +46,7 @@ from gendev_release.duties.phase2_documents import (
 )
 from gendev_release.facts import PlanEstimate, handed_on
 from gendev_release.plan import plan_release
-from gendev_release.report import Evidence, ItemKind, ReportBuilder, utcnow
+from gendev_release.report import Evidence, ReportBuilder, utcnow
 from gendev_release.run_record import HistoryEntry
 from gendev_release.verification_matrix import ItemProof
 
@@ -56,15 +56,6 @@ if TYPE_CHECKING:
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TEST_FILE = "tests/duties/test_planning.py"
-
-
-def _decide(report: ReportBuilder, kind: ItemKind, problems: list[str], ok_detail: str,
-            outcomes: Outcomes) -> bool:
-    """Record the item's verdict (failed when there are problems) and its outcome for the step's documents."""
-    detail = "; ".join(problems) or ok_detail
-    passed = report.verdict(kind, not problems, detail)
-    outcomes[kind] = (passed, detail if passed or problems else f"no evidence gathered: {detail}")
-    return passed
 
 
 # ------------------------------------------------------------------------------ change window
@@ -262,7 +253,7 @@ def release_plan(ctx: DutyContext, report: ReportBuilder) -> None:
     if [p.get("id") for p in phases] != dag_phases:
         problems.append(f"release plan {path.name} lists phases {[p.get('id') for p in phases]}, the DAG has "
                         f"{dag_phases}")
-    _decide(report, "read", problems, f"release history read ({len(entries)} earlier run(s)); release plan "
+    decide(report, "read", problems, f"release history read ({len(entries)} earlier run(s)); release plan "
                                       f"{path.name} lists the DAG's {len(dag_phases)} phases", outcomes)
     report.facts.update(plan_path=str(path), total_minutes=total, estimates=estimates,
                         estimated_end=plan["estimated_end"], window_end=plan["window_end"])
@@ -283,7 +274,7 @@ def release_plan(ctx: DutyContext, report: ReportBuilder) -> None:
                                        data={"approvers": plan["approvers"], "required": plan["required_approvals"],
                                              "estimates": {p.get("id"): [p.get("estimated_minutes"), p.get("source"),
                                                                          p.get("runs")] for p in phases}}))
-    _decide(report, "verify", problems, f"{len(plan['approvers'])} approver(s) assigned; every phase estimated "
+    decide(report, "verify", problems, f"{len(plan['approvers'])} approver(s) assigned; every phase estimated "
                                         f"({sum(1 for p in phases if p.get('source') == 'history')} from history)",
             outcomes)
 
@@ -309,7 +300,7 @@ def release_plan(ctx: DutyContext, report: ReportBuilder) -> None:
                         f"{plan['change_window']} closes at {end.isoformat()}")
     else:
         detail = f"estimated end {estimated_end.isoformat()} is before the window end {end.isoformat()}"
-    report.facts["feasible"] = _decide(report, "check", problems, detail, outcomes)
+    report.facts["feasible"] = decide(report, "check", problems, detail, outcomes)
 
     # deliverables
     for name, file_name, text in (("Release plan", "release-plan.md", plan_markdown(plan, outcomes)),
@@ -398,7 +389,7 @@ def notifications(ctx: DutyContext, report: ReportBuilder) -> None:
                                            "risk_level": risk_level}))
     if estimate is None:
         report.findings.append(f"the message names no estimated end: {why_no_estimate}")
-    _decide(report, "read", problems, f"audiences: {', '.join(sorted(stakeholders))}; every recipient is an address",
+    decide(report, "read", problems, f"audiences: {', '.join(sorted(stakeholders))}; every recipient is an address",
             outcomes)
 
     # verify: "release starting" delivered through every channel, to every audience, as each channel answered
@@ -429,7 +420,7 @@ def notifications(ctx: DutyContext, report: ReportBuilder) -> None:
     elif not result.delivered:
         problems.append("release-starting notification reached no channel: "
                         + ("; ".join(s.describe() for s in skipped) or "the spec names none"))
-    _decide(report, "verify", problems, result.summary, outcomes)
+    decide(report, "verify", problems, result.summary, outcomes)
 
     # check: approval gates consistent; the change window open now and still open at the plan's estimated end
     now = utcnow()
@@ -457,7 +448,7 @@ def notifications(ctx: DutyContext, report: ReportBuilder) -> None:
                                             "risk_level": risk_level}))
     check_ok = (f"approvals configured; change window open until {end_at.isoformat()}" if end_at
                 else f"no approval gate or window needed for {spec.environment}")
-    _decide(report, "check", problems, check_ok, outcomes)
+    decide(report, "check", problems, check_ok, outcomes)
 
     # report: readiness and approval status
     readiness = {step: (r.status if (r := ctx.earlier(step)) else "not run")

@@ -32,9 +32,9 @@ from gendev_release.commands import run_command
 from gendev_release.doc_checks import DocumentFindings, check_document
 from gendev_release.duties.base import duty
 from gendev_release.duties.common import command_values, substitute_command
-from gendev_release.duties.phase1_documents import Outcomes, backup_markdown, readiness_markdown, risk_markdown
+from gendev_release.duties.phase1_documents import Outcomes, backup_markdown, decide, readiness_markdown, risk_markdown
 from gendev_release.errors import SpecError
-from gendev_release.report import Evidence, ItemKind, ReportBuilder, sha256_file, utcnow
+from gendev_release.report import Evidence, ReportBuilder, sha256_file, utcnow
 from gendev_release.risk_rules import (  # noqa: F401 (GIT_LOG_FORMAT, parse_git_log ... are imported from here)
     DEPENDENCY_FILE_PATTERNS,
     GIT_LOG_FORMAT,
@@ -202,15 +202,6 @@ def _read_document(ctx: DutyContext, report: ReportBuilder, field: str, value: s
     return findings.problems, findings
 
 
-def _decide(report: ReportBuilder, kind: ItemKind, problems: list[str], ok_detail: str,
-            outcomes: Outcomes) -> bool:
-    """Record the item's verdict (failed when there are problems) and its outcome for the step's documents."""
-    detail = "; ".join(problems) or ok_detail
-    passed = report.verdict(kind, not problems, detail)
-    outcomes[kind] = (passed, detail if passed or problems else f"no evidence gathered: {detail}")
-    return passed
-
-
 @duty("readiness")
 def readiness(ctx: DutyContext, report: ReportBuilder) -> None:
     spec = ctx.spec
@@ -224,7 +215,7 @@ def readiness(ctx: DutyContext, report: ReportBuilder) -> None:
         documents.append({"field": field, "path": value, "sha256": findings.sha256 if findings else None,
                           "bytes": findings.size if findings else None,
                           "sections": findings.sections if findings else {}, "problems": found})
-    _decide(report, "read", problems, f"{len(documents)} document(s) read: each has its required sections, at "
+    decide(report, "read", problems, f"{len(documents)} document(s) read: each has its required sections, at "
                                       f"least its minimum size and names {spec.service}", outcomes)
 
     # verify: the spec's gates and baselines against the standard, and against the spec file as it is now
@@ -252,7 +243,7 @@ def readiness(ctx: DutyContext, report: ReportBuilder) -> None:
         report.findings.append("the spec was built in code (no file): its standards were not compared with a file")
     waived = (f"every gate meets the standard or is waived ({len(rows)} waived: "
               f"{', '.join(r['gate'] for r in rows)})" if rows else "every gate meets the standard")
-    _decide(report, "verify", problems + drift,
+    decide(report, "verify", problems + drift,
             waived + ("; the spec file states the same standards" if drift_data["source"] else ""), outcomes)
 
     # check: target state, health of the active version, resources
@@ -279,7 +270,7 @@ def readiness(ctx: DutyContext, report: ReportBuilder) -> None:
         if active is not None:
             problems.extend(_check_active(ctx, report, resources))
     problems.extend(_check_resources(ctx, report, resources))
-    passed = _decide(report, "check", problems, "target readable, resources above thresholds", outcomes)
+    passed = decide(report, "check", problems, "target readable, resources above thresholds", outcomes)
 
     # deliverables: from what this step observed
     workdir = ctx.paths.workdir
@@ -421,7 +412,7 @@ def risk_assessment(ctx: DutyContext, report: ReportBuilder) -> None:
             problems.append(f"only {len(commits)} of the {total} commits since the last release were scored "
                             f"(risk.max_commits={risk.max_commits}): raise risk.max_commits to at least {total}")
         ok = f"risk level {level} (score {score}) from {len(fired)} rule(s) over {len(commits)} commit(s)"
-    _decide(report, "verify", problems, ok, outcomes)
+    decide(report, "verify", problems, ok, outcomes)
 
     # check: dependency changes listed pin by pin, backup verified or waived
     problems = []
@@ -440,7 +431,7 @@ def risk_assessment(ctx: DutyContext, report: ReportBuilder) -> None:
         problems.append("dependency changes unknown: no change set")
     backup: dict[str, Any] = {}
     problems.extend(_check_backup(ctx, report, backup))
-    _decide(report, "check", problems, "dependency changes listed; backup verified or waived", outcomes)
+    decide(report, "check", problems, "dependency changes listed; backup verified or waived", outcomes)
 
     # deliverables: from what this step observed
     spec, facts, workdir = ctx.spec, report.facts, ctx.paths.workdir
@@ -468,15 +459,15 @@ def _read_change_set(ctx: DutyContext, report: ReportBuilder,
     try:
         repo = ctx.spec.repo_path()
     except ValueError as exc:  # PathEscape: a symlink leading out of the spec folder
-        _decide(report, "read", [str(exc)], "", outcomes)
+        decide(report, "read", [str(exc)], "", outcomes)
         return None
     if not repo.is_dir():
-        _decide(report, "read", [f"risk.repo {repo} does not exist or is not a folder"], "", outcomes)
+        decide(report, "read", [f"risk.repo {repo} does not exist or is not a folder"], "", outcomes)
         return None
     head = run_command(_git(repo, "rev-parse", "--verify", "HEAD"), cwd=repo)
     report.evidence("read", head.evidence())
     if not head.ok:
-        _decide(report, "read", [f"risk.repo {repo} is not a git repository with commits: "
+        decide(report, "read", [f"risk.repo {repo} is not a git repository with commits: "
                                  f"{(head.stderr.strip().splitlines() or ['git failed'])[-1]}"], "", outcomes)
         return None
     source_sha = head.stdout.strip()
@@ -496,13 +487,13 @@ def _read_change_set(ctx: DutyContext, report: ReportBuilder,
     report.evidence("read", count.evidence())
     if not log.ok or not count.ok:
         failed = log if not log.ok else count
-        _decide(report, "read", [f"git failed in {repo}: {' '.join(failed.argv[5:])}: exit {failed.exit_code}: "
+        decide(report, "read", [f"git failed in {repo}: {' '.join(failed.argv[5:])}: exit {failed.exit_code}: "
                                  f"{failed.stderr.strip()[-300:]}"], "", outcomes)
         return None
     try:
         commits = parse_git_log(log.stdout)
     except ValueError as exc:
-        _decide(report, "read", [f"cannot parse git log of {repo}: {exc}"], "", outcomes)
+        decide(report, "read", [f"cannot parse git log of {repo}: {exc}"], "", outcomes)
         return None
     total = int(count.stdout.strip() or 0)
     report.evidence("read", Evidence(
@@ -518,7 +509,7 @@ def _read_change_set(ctx: DutyContext, report: ReportBuilder,
     report.facts["total_in_range"] = total
     report.facts["commits"] = [{k: c[k] for k in ("sha", "subject", "type", "scope", "breaking", "files")}
                                for c in commits]
-    _decide(report, "read", [], f"{len(commits)} commit(s) read from {repo} "
+    decide(report, "read", [], f"{len(commits)} commit(s) read from {repo} "
                                 f"({'since ' + previous[:12] if previous else 'first release'})", outcomes)
     return commits
 
