@@ -15,9 +15,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Debian packages the demo and the tests run on loopback: git (the risk step reads history) and
-# Prometheus (monitoring reads its HTTP API). Installed with apt-get when missing and we are root.
-TOOLS := git prometheus
+# Debian packages the demo and the tests run on loopback: git (the risk step reads history),
+# Prometheus (monitoring reads its HTTP API) and nginx (the local target's nginx router mode).
+# Installed with apt-get when missing and we are root.
+TOOLS := git prometheus nginx
 tools:
 	@missing=""; for tool in $(TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \

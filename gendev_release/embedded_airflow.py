@@ -78,7 +78,7 @@ class ProgressListener:
             for task in phase.tasks:
                 what = f"{task.agent} ({task.duty})" if task.kind == "agent" else "health checks after the switch"
                 self.labels[task.task_id] = (header, what)
-        for task in (plan.start, plan.gate, plan.watcher):
+        for task in (plan.start, *([plan.window_gate] if plan.window_gate else []), plan.gate, plan.watcher):
             self.labels[task.task_id] = ("Release", task.doc.split(":")[0].rstrip("."))
         for task in plan.failure_branch:
             self.labels[task.task_id] = ("On failure", task.doc.split(":")[0].rstrip("."))

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from gendev_release.approvals import GATE_PHASE as APPROVAL_PHASE
+from gendev_release.approvals import gate_tasks
 from gendev_release.catalogue import PHASES
 from gendev_release.spec import SUPPORTED_STRATEGIES, ReleaseSpec
 from gendev_release.spec_rules import VERSION_FORMAT, VERSION_MAX_LENGTH, VERSION_PATTERN
 
-TaskKind = Literal["agent", "sensor", "control"]
+TaskKind = Literal["agent", "sensor", "control", "approval"]
 
 START_TASK = "start_release"
 GATE_TASK = "release_gate"
@@ -24,6 +26,13 @@ VERIFY_TASK = "failure.verify_restored"
 NOTIFY_TASK = "failure.notify"
 WATCHER_TASK = "release_outcome"
 HEALTH_SENSOR = "post_switch_health"
+#: The change-window gate: first after start_release, before anything changes (sensors/change_window.py).
+WINDOW_TASK = "change_window"
+
+APPROVAL_DOCS = {
+    "approval": "People approve in Airflow (Required actions) before traffic moves; a Reject or a timeout aborts.",
+    "escalation": "An approval timed out: one person of approvals.escalate_to decides; silence rejects.",
+}
 
 # Trigger rules as plain strings (the values of airflow.sdk.TriggerRule).
 ALL_SUCCESS = "all_success"
@@ -70,9 +79,11 @@ class ReleasePlan:
     failure_branch: tuple[PlannedTask, ...]
     watcher: PlannedTask
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Waits (deferred) for the change window between start and phase 1; None when the spec has no window.
+    window_gate: PlannedTask | None = None
 
     def all_tasks(self) -> list[PlannedTask]:
-        tasks = [self.start]
+        tasks = [self.start, *([self.window_gate] if self.window_gate else [])]
         for phase in self.phases:
             tasks.extend(phase.tasks)
         return [*tasks, self.gate, *self.failure_branch, self.watcher]
@@ -109,6 +120,12 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
     """Turn a validated spec into the release plan: seed phase order, failure branch, watcher."""
     start = PlannedTask(START_TASK, "control", "start", doc="Validate the run's parameters and open the run record.")
     previous = START_TASK
+    window_gate = None
+    if spec.change_window is not None:  # before phase 1's backup: nothing has changed while it waits
+        window_gate = PlannedTask(WINDOW_TASK, "control", "change_window", upstream=(START_TASK,),
+                                  doc="Wait for the change window (deferred, no worker slot): until it is open "
+                                      "and no freeze holds it; nothing has changed yet.")
+        previous = WINDOW_TASK
     phases: list[PlannedPhase] = []
     for phase in PHASES:
         tasks: list[PlannedTask] = []
@@ -124,6 +141,12 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
                                      doc="Wait (deferred) until every health check passes through the router.")
                 tasks.append(sensor)
                 previous = sensor.task_id
+        if phase.id == APPROVAL_PHASE:  # people approve after staging, before traffic moves (approvals.py)
+            for local_id, role, _ in gate_tasks(spec.approvals):
+                gate_task = PlannedTask(f"{phase.id}.{local_id}", "approval", role, group=phase.id,
+                                        upstream=(previous,), doc=APPROVAL_DOCS[role])
+                tasks.append(gate_task)
+                previous = gate_task.task_id
         phases.append(PlannedPhase(phase.id, phase.number, phase.title, phase.deliverables, tuple(tasks)))
     gate = PlannedTask(GATE_TASK, "control", "gate", upstream=(previous,),
                        doc="All phases passed: verify live that the version serves, then record the release.")
@@ -150,7 +173,7 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
         dag_id=spec.dag_id, service=spec.service, description=spec.description or f"Release of {spec.service}",
         spec_data=spec.model_dump(mode="json"), spec_path=str(spec.source) if spec.source else None,
         start=start, phases=tuple(phases), gate=gate, failure_branch=failure, watcher=watcher,
-        params=_params(spec),
+        params=_params(spec), window_gate=window_gate,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from gendev_release.gates import check_name, judge_answer
 from gendev_release.report import Evidence
 
 _BODY_TAIL = 500
@@ -61,18 +62,10 @@ class CheckResult:
 
 
 def run_check(base_url: str, check: Any, client: httpx.Client | None = None) -> CheckResult:
-    """Run one spec health check (or endpoint) against ``base_url``."""
-    name = getattr(check, "name", None) or check.path
+    """Run one spec health check (or endpoint) against ``base_url``; judged by :func:`gates.judge_answer`."""
     result = http_get(base_url.rstrip("/") + check.path, getattr(check, "timeout_seconds", 2.0), client)
-    if result.status is None:
-        return CheckResult(name, result, False, f"no answer from {result.url}: {result.error}")
-    if result.status != check.expect_status:
-        return CheckResult(name, result, False,
-                           f"{result.url} answered {result.status}, expected {check.expect_status}")
-    needle = getattr(check, "expect_body_contains", None)
-    if needle and needle not in result.body:
-        return CheckResult(name, result, False, f"{result.url} body lacks {needle!r}")
-    return CheckResult(name, result, True, f"{result.url} answered {result.status}")
+    passed, reason = judge_answer(check, result.url, result.status, result.body, result.error)
+    return CheckResult(check_name(check), result, passed, reason)
 
 
 def run_checks(base_url: str, checks: list[Any]) -> list[CheckResult]:

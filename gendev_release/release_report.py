@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gendev_release.approvals import approvals_markdown, gate_records
 from gendev_release.catalogue import PHASES
 from gendev_release.release_checklist import RunFacts, derive, first_release_reason
 from gendev_release.report import AgentReport, utcnow
@@ -46,6 +47,7 @@ def build_release_report(ctx: DutyContext, reports: dict[str, AgentReport], *, o
         "previous_version": record.get("previous_version"), "first_release": first_release_reason(facts),
         "generated_at": utcnow().isoformat(),
         "checklist": checklist, "success_criteria": criteria, "phase_seconds": phase_seconds,
+        "approvals": gate_records(ctx.store),
         "steps": [{"step_id": r.step_id, "agent": r.agent, "status": r.status,
                    "items": {v.kind: v.passed for v in r.verifications}, "blocking_issues": r.blocking_issues,
                    "deliverables": [d.model_dump() for d in r.deliverables], "metrics": r.metrics}
@@ -74,7 +76,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [_line(row["item"], row) for row in report["checklist"]]
     lines += ["", "## Success criteria", ""]
     lines += [_line(row["criterion"], row) for row in report["success_criteria"]]
-    lines += ["", "## Steps", "", "| step | agent | status | read | verify | check | report |",
+    lines += ["", *approvals_markdown(report.get("approvals") or [])]
+    lines += ["## Steps", "", "| step | agent | status | read | verify | check | report |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for step in report["steps"]:
         items = step["items"]

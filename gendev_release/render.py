@@ -11,6 +11,7 @@ from typing import Any
 from airflow.sdk import DAG, BaseOperator, Param, TaskGroup
 
 from gendev_release.operators import AGENT_OPERATORS
+from gendev_release.operators.approval import ApprovalGateOperator
 from gendev_release.operators.base import ReleaseOperatorMixin
 from gendev_release.operators.release_control import (
     AbortReleaseOperator,
@@ -23,6 +24,7 @@ from gendev_release.operators.release_control import (
     VerifyRestoredOperator,
 )
 from gendev_release.plan import PlannedTask, ReleasePlan, plan_release
+from gendev_release.sensors.change_window import ChangeWindowGateOperator
 from gendev_release.sensors.health import HealthCheckSensor
 from gendev_release.spec import ReleaseSpec
 
@@ -35,6 +37,7 @@ _CONTROL: dict[str, type[ReleaseOperatorMixin]] = {
     "watcher": ReleaseOutcomeOperator,
     "decide": FailureDecisionOperator,
     "notify": FailureNotifyOperator,
+    "change_window": ChangeWindowGateOperator,
 }
 
 
@@ -49,6 +52,8 @@ def _operator(plan: ReleasePlan, task: PlannedTask) -> BaseOperator:
         return AGENT_OPERATORS[task.agent or ""].for_step(step_id=task.step_id or "", **common)
     if task.kind == "sensor":
         return HealthCheckSensor.for_release(poke_interval=1.0, **common)
+    if task.kind == "approval":
+        return ApprovalGateOperator.for_gate(gate_task=_local_id(task), **common)
     operator = _CONTROL[task.role].for_release(**common)
     assert isinstance(operator, BaseOperator)
     return operator
@@ -72,6 +77,8 @@ def render(plan: ReleasePlan, *, dag_kwargs: dict[str, Any] | None = None) -> DA
     operators: dict[str, BaseOperator] = {}
     with DAG(**kwargs) as dag:
         operators[plan.start.task_id] = _operator(plan, plan.start)
+        if plan.window_gate is not None:
+            operators[plan.window_gate.task_id] = _operator(plan, plan.window_gate)
         for phase in plan.phases:
             with TaskGroup(phase.id, tooltip=f"Phase {phase.number}: {phase.title}",
                            group_display_name=f"{phase.number}. {phase.title}"):

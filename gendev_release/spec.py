@@ -17,6 +17,7 @@ Nothing here imports Airflow: ``gendev-release validate``, ``schema`` and ``grap
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -35,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from gendev_release.change_window import FreezeInstant, freeze_bounds, freeze_problems
 from gendev_release.errors import SpecError, SpecProblem
 from gendev_release.paths import check_relative, resolve_inside
 from gendev_release.spec_relaxations import (
@@ -184,10 +186,152 @@ class LocalTargetSpec(_Model):
     kind: Literal["local"] = "local"
     command: Command = Field(default_factory=lambda: list(DEMO_SERVICE_COMMAND),
                              description="argv that starts one version on {port}; default: the demo service")
+    router: Literal["builtin", "nginx"] = Field(
+        "builtin", description="What routes traffic to the slots. builtin: the small Python router (all traffic "
+                               "to one slot); nginx: this target's own nginx on loopback (Debian package nginx) "
+                               "with weighted upstreams, each change checked with nginx -t before nginx -s reload.")
     router_port: int = Field(0, ge=0, le=65535, description="Stable front port; 0 picks a free one once.")
     startup_timeout_seconds: float = Field(20.0, gt=0, le=600)
 
     _check_command = field_validator("command")(lambda cls, v: check_command(v))
+
+
+#: Placeholders each ``command`` target template fills; ``{python}`` and ``{service}`` fill every one.
+#: Every value is checked before it is substituted (a version is semver, a revision an id, the
+#: weights JSON is written by the target), and each lands inside one argv element: never a shell.
+COMMAND_TARGET_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
+    "deploy": ("version", "revision"),
+    "set_weights": ("weights_json",),
+    "promote": ("revision", "version", "weights_json"),
+    "rollback": ("revision", "version", "weights_json"),
+    "retire": ("revision", "version"),
+    "status": (),
+}
+
+
+def _target_template(value: list[str], field: str) -> list[str]:
+    """A command target's argv template: no shell, only the placeholders ``field`` fills, an allowed program."""
+    from gendev_release.spec_rules import PLACEHOLDER_RE, check_allowed_program, check_argv
+
+    check_argv(value, placeholders=False)
+    fills = ("python", "service", *COMMAND_TARGET_PLACEHOLDERS[field])
+    for index, element in enumerate(value):
+        for name in PLACEHOLDER_RE.findall(element):
+            if name not in fills:
+                raise ValueError(f"element {index} uses {{{name}}}, which {field} does not fill; it fills "
+                                 + ", ".join("{" + n + "}" for n in fills))
+    return check_allowed_program(value)
+
+
+def _check_stable_url(value: str | None) -> str | None:
+    if value is None:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{clip(value)} is not an http(s) URL such as http://127.0.0.1:8080")
+    if "@" in parts.netloc:
+        raise ValueError("the URL holds credentials; clients' stable URL never carries a secret")
+    return value
+
+
+class CommandTargetSpec(_Model):
+    """Any CLI deploys (helm, kubectl, a script): argv templates, each run without a shell.
+
+    Placeholders: ``{python}`` and ``{service}`` everywhere; deploy ``{version}`` ``{revision}``;
+    set_weights ``{weights_json}`` (``{"r1": 90, "r2": 10}``, ``{}`` = no traffic); promote and
+    rollback ``{revision}`` ``{version}`` ``{weights_json}``; retire ``{revision}`` ``{version}``.
+    Revisions are numbered ``r1``, ``r2``, ... After every command the status command's JSON is
+    read back and must show what was asked (the revision ready, the split in force).
+    """
+
+    kind: Literal["command"]
+    deploy: Command = Field(description="Starts {version} as revision {revision}, taking no traffic, e.g. [helm, "
+                                        "upgrade, --install, '{service}-{revision}', ./chart, --set, "
+                                        "'image.tag={version}'].")
+    set_weights: Command = Field(description="Applies the traffic split {weights_json}.")
+    status: Command = Field(description="Prints the platform's state as one JSON object: {\"revisions\": "
+                                        "[{\"revision\", \"version\", \"url\", \"ready\"}], \"weights\": {revision: "
+                                        "percent}, \"url\": stable URL or null}; anything else is refused.")
+    promote: Command | None = Field(None, description="Run instead of set_weights when {revision} takes all the "
+                                                      "traffic from another revision (default: set_weights).")
+    rollback: Command | None = Field(None, description="Run instead of set_weights when the traffic goes back "
+                                                       "wholly to the previous revision {revision}.")
+    retire: Command | None = Field(None, description="Removes revision {revision}; without it a retired revision "
+                                                     "keeps running on the platform and is only forgotten here.")
+    url: str | None = Field(None, description="The stable URL clients use; default: the status output's url.")
+    timeout_seconds: float = Field(300.0, gt=0, le=3600, description="Longest run of one command.")
+    startup_timeout_seconds: float = Field(300.0, gt=0, le=3600,
+                                           description="How long the status may take to show a deployed revision "
+                                                       "ready or a split in force.")
+
+    _check_templates = field_validator(*COMMAND_TARGET_PLACEHOLDERS)(
+        lambda cls, v, info: v if v is None else _target_template(v, info.field_name))
+    _check_url = field_validator("url")(lambda cls, v: _check_stable_url(v))
+
+    @property
+    def command(self) -> list[str]:
+        """The argv template that starts a version (what rollback documents record)."""
+        return list(self.deploy)
+
+
+def _api_prefix(value: str) -> str:
+    if "?" in value:
+        raise ValueError(f"endpoint {value[:120]!r} has a query ('?'); give the API's path prefix, e.g. /api/v1")
+    return value
+
+
+class HttpTargetSpec(_Model):
+    """A deploy API, called through providers-http's HttpHook and an Airflow HTTP Connection.
+
+    The API's host, credentials and headers live in the connection (Airflow UI, or the environment
+    variable ``AIRFLOW_CONN_<CONN_ID>``), never in the spec. Calls, relative to ``endpoint``:
+    ``POST /revisions`` ``{"service", "version"}`` answers ``{"revision", "version"}``;
+    ``PUT /weights`` ``{"weights": {revision: percent}}``; ``GET /status`` answers the same JSON as
+    a command target's status command; ``DELETE /revisions/<revision>``. After every call the
+    status is read back and must show what was asked.
+    """
+
+    kind: Literal["http"]
+    conn_id: str = Field(description="Airflow HTTP connection of the deploy API (host, credentials, headers); an "
+                                     "id, never a URL.")
+    endpoint: str = Field("", description="Path prefix of the API on the connection's host, e.g. "
+                                          "/api/v1/services/demo ('' = the connection's URL).")
+    url: str | None = Field(None, description="The stable URL clients use; default: the status answer's url.")
+    timeout_seconds: float = Field(30.0, gt=0, le=600, description="How long to wait for one answer.")
+    startup_timeout_seconds: float = Field(300.0, gt=0, le=3600,
+                                           description="How long the status may take to show a deployed revision "
+                                                       "ready or a split in force.")
+
+    _check_conn_id = field_validator("conn_id")(lambda cls, v: check_conn_id(v))
+    _check_endpoint = field_validator("endpoint")(lambda cls, v: _api_prefix(check_endpoint(v)))
+    _check_url = field_validator("url")(lambda cls, v: _check_stable_url(v))
+
+    @property
+    def command(self) -> list[str]:
+        """No local command starts a version: the deploy API does."""
+        return []
+
+
+TARGET_KINDS: dict[str, type[LocalTargetSpec] | type[CommandTargetSpec] | type[HttpTargetSpec]] = {
+    "local": LocalTargetSpec, "command": CommandTargetSpec, "http": HttpTargetSpec}
+
+
+def _one_target(value: Any, handler: ValidatorFunctionWrapHandler) -> LocalTargetSpec | CommandTargetSpec | \
+        HttpTargetSpec:
+    """Validate ``target`` with the model its ``kind`` names (default ``local``), so errors name the spec's field."""
+    if isinstance(value, LocalTargetSpec | CommandTargetSpec | HttpTargetSpec):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"target is a mapping such as {{kind: local}}, got {type(value).__name__}")
+    kind = value.get("kind", "local")
+    model = TARGET_KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ValueError(f"unknown target kind {clip(kind)}; use one of: {', '.join(TARGET_KINDS)}")
+    return model.model_validate(value)
+
+
+#: Where the service runs, chosen by ``kind``.
+TargetSpec = Annotated[LocalTargetSpec | CommandTargetSpec | HttpTargetSpec, WrapValidator(_one_target)]
 
 
 class HealthCheck(_Model):
@@ -376,26 +520,114 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+class FreezePeriod(_Model):
+    """A period when nothing may change (a holiday freeze, an audit): the change window stays closed."""
+
+    start: FreezeInstant = Field(description="First frozen day (a date: from its 00:00 in the window's time zone) "
+                                             "or instant (a date-time; one without an offset is local to the window).")
+    end: FreezeInstant = Field(description="Last frozen day (a date: all of it is frozen) or the instant the freeze "
+                                           "ends (a date-time, exclusive).")
+    reason: str = Field(min_length=3, max_length=500, description="Why; recorded with the gate's decision.")
+
+
 class ChangeWindow(_Model):
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
-    start: str = Field("00:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-    end: str = Field("23:59", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    """When a release may change the service. The change-window gate, the first task after start_release (before
+    any backup or deployment), waits deferred (no worker slot) until the window is open and no freeze holds it."""
+
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1,
+                                description="The days a window starts on (local to timezone).")
+    start: str = Field("00:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="Local opening time, HH:MM.")
+    end: str = Field("23:59", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                     description="Last local minute inside the window, HH:MM; at or before start, the window crosses "
+                                 "midnight (22:00-02:00 ends the next day at 02:00:59).")
     timezone: str = "UTC"
+    freeze: list[FreezePeriod] = Field(default_factory=list, max_length=200,
+                                       description="Freeze periods: closed whatever the days say; none may overlap.")
+    max_wait_hours: float = Field(168.0, ge=0, le=8784,
+                                  description="Longest a run waits for the window to open; a window that opens later "
+                                              "fails the run before anything changed (0: a closed window fails it "
+                                              "at once).")
+    emergency_override: bool = Field(False, description="Reserved: release outside the window after an approval "
+                                                        "(needs the approval gate; refused until it exists).")
 
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         return check_timezone(value)
 
+    @model_validator(mode="after")
+    def _freezes_in_order(self) -> ChangeWindow:
+        periods = [(f"freeze.{i}", f"{f.start.isoformat()} to {f.end.isoformat()}",
+                    *freeze_bounds(f.start, f.end, self.timezone)) for i, f in enumerate(self.freeze)]
+        for field, message in freeze_problems(periods):
+            raise ValueError(f"@{field}: {message}")
+        if self.emergency_override:
+            raise ValueError("@emergency_override: an emergency override needs an approval by people (the approval "
+                             "gate of issue 7), which this version does not have yet; remove it (the release then "
+                             "waits for the window, at most max_wait_hours)")
+        return self
+
+
+#: An approver: an Airflow user id (with SimpleAuthManager, the user name), or ``role:<name>`` for every user
+#: holding that role (resolved through SimpleAuthManager's user list when the gate opens).
+APPROVER_PATTERN = r"^(role:)?[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$"
+
+
+def _check_approver(value: str) -> str:
+    if not re.fullmatch(APPROVER_PATTERN, value):
+        raise ValueError(f"{clip(value)} is not an Airflow user id or role:<name>; use letters, digits and . _ @ + - "
+                         "(at most 100, no spaces), e.g. alice or role:op")
+    return value
+
+
+Approver = Annotated[str, AfterValidator(_check_approver)]
+ApprovalStop = Literal["development", "staging", "production", "high_risk"]
+
 
 class Approvals(_Model):
-    approvers: list[str] = Field(min_length=1)
-    required: int = Field(1, ge=1)
+    """People who approve a release in Airflow before traffic moves (Human-in-the-loop).
+
+    The approval gate is part of the release DAG only when ``required_for`` names something: it
+    follows phase 4 (the version is staged and hardened, no traffic moved) and precedes phase 5's
+    traffic switch, and is listed under Required actions in the Airflow UI (or answered through the
+    REST API, ``PATCH .../hitlDetails``). It stops the release when the run's environment is listed,
+    or when ``high_risk`` is listed and risk_assessment rated the release high; otherwise the run
+    passes it, recording why. ``required`` distinct approvers must approve, the user who triggered
+    the run never counts, one Reject rejects; a Reject or a timeout aborts the release before
+    traffic moves (a timeout never approves). Every answer is kept in the run's evidence.
+    """
+
+    approvers: list[Approver] = Field(min_length=1, description="Airflow user ids (SimpleAuthManager: user "
+                                                                "names), or role:<name> for every user with "
+                                                                "that role.")
+    required: int = Field(1, ge=1, description="Distinct approvals needed (N of the approvers).")
+    required_for: list[ApprovalStop] = Field(
+        default_factory=list, description="When the gate stops the release: an environment (every release to "
+                                          "it) and/or high_risk (risk_assessment's level is high). Empty: no "
+                                          "gate; a high-risk release is then blocked at risk_assessment.")
+    timeout_minutes: float = Field(240.0, gt=0, le=10080, description="How long the approvers have, from the "
+                                                                      "gate's opening, for all approvals.")
+    on_timeout: Literal["reject", "escalate"] = Field(
+        "reject", description="reject: the release is aborted; escalate: one person of escalate_to decides "
+                              "within escalation_timeout_minutes (silence then rejects). Never approve.")
+    escalate_to: list[Approver] = Field(default_factory=list, description="Who decides after a timeout "
+                                                                         "(on_timeout: escalate).")
+    escalation_timeout_minutes: float = Field(60.0, gt=0, le=10080, description="How long escalate_to has "
+                                                                               "after the escalation.")
 
     @model_validator(mode="after")
     def _enough_approvers(self) -> Approvals:
-        if self.required > len(self.approvers):
+        if self.required > len(self.approvers) and not any(a.startswith("role:") for a in self.approvers):
             raise ValueError(f"required={self.required} approvals but only {len(self.approvers)} approvers listed")
+        if self.on_timeout == "escalate" and not self.escalate_to:
+            raise ValueError("@escalate_to: on_timeout: escalate needs escalate_to (who decides when the approvers "
+                             "stay silent); or use on_timeout: reject")
+        if self.escalate_to and self.on_timeout != "escalate":
+            raise ValueError("@escalate_to: escalate_to is asked only with on_timeout: escalate; set it or remove "
+                             "escalate_to")
+        twice = sorted({s for s in self.required_for if self.required_for.count(s) > 1})
+        if twice:
+            raise ValueError(f"@required_for: {', '.join(twice)} listed more than once")
         return self
 
 
@@ -430,11 +662,6 @@ class ReadinessInputs(_Model):
     def relaxations(self) -> list[Relaxation]:
         """Default sections dropped or a smaller minimum size (each needs a ``document_standard`` waiver)."""
         return document_relaxations(self.runbook_sections, self.rollback_sections, self.min_document_bytes)
-
-
-class HighRiskApproval(_Model):
-    approved_by: str = Field(min_length=1)
-    reason: str = Field(min_length=10)
 
 
 class BackupInputs(_Model):
@@ -482,10 +709,19 @@ class RiskInputs(_Model):
                                  "docker-compose.yml"],
         description="Paths whose change raises the risk score (dependency files are scored by their own rule).",
     )
-    high_risk_approval: HighRiskApproval | None = None
     backup: BackupInputs
 
     _check_repo = field_validator("repo")(lambda cls, v: check_repo(v))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_typed_approval(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "high_risk_approval" in data:
+            raise ValueError("@high_risk_approval: a typed-in approval no longer lets a high-risk release through; "
+                             "people approve it in Airflow: remove risk.high_risk_approval and add high_risk to "
+                             "approvals.required_for (approvals: {approvers: [<airflow user>], required_for: "
+                             "[high_risk]}); the release then stops at the approval gate before traffic moves")
+        return data
 
 
 class PlanningInputs(_Model):
@@ -780,7 +1016,7 @@ class ReleaseSpec(_Model):
     strategy: Strategy = Strategy.blue_green
     blue_green: BlueGreenSettings = Field(default_factory=BlueGreenSettings)
     description: str = ""
-    target: LocalTargetSpec = Field(default_factory=LocalTargetSpec)
+    target: TargetSpec = Field(default_factory=LocalTargetSpec)
     health: HealthPolicy
     critical_endpoints: list[Endpoint] = Field(min_length=1)
     quality_gates: QualityGates = Field(default_factory=QualityGates)

@@ -1,13 +1,14 @@
 """Post-switch health: a deferrable sensor that waits until every health check passes N times in a row.
 
-The decision (:class:`HealthGate`) is a pure class shared by the trigger and the classic poke
-path, so the rule is the same whether or not a triggerer is running.
+The decision (:class:`gendev_release.gates.StreakGate`) is the one gate shared by the trigger, the
+classic poke path and the synchronous pre-switch gate, so the rule is the same whether or not a
+triggerer is running.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -15,28 +16,10 @@ from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from gendev_release.errors import GateFailed
+from gendev_release.gates import StreakGate
 from gendev_release.operators.base import ReleaseOperatorMixin, fail_fast
 from gendev_release.probes import run_checks
-
-
-@dataclass
-class HealthGate:
-    """Passes after ``required`` consecutive rounds in which every check passed; any failure resets."""
-
-    required: int
-    streak: int = 0
-    rounds: int = 0
-    last_failures: list[str] = field(default_factory=list)
-
-    def observe(self, failures: list[str]) -> bool:
-        self.rounds += 1
-        self.last_failures = list(failures)
-        self.streak = 0 if failures else self.streak + 1
-        return self.passed
-
-    @property
-    def passed(self) -> bool:
-        return self.streak >= self.required
+from gendev_release.sensors.events import HealthEvent, read_event
 
 
 def checks_payload(spec: Any) -> list[dict[str, Any]]:
@@ -53,7 +36,7 @@ class HealthCheckSensor(BaseSensorOperator, ReleaseOperatorMixin):
 
     ui_color = "#e6f4ea"
     deferrable: bool = True
-    _gate: HealthGate | None = None
+    _gate: StreakGate | None = None
 
     def execute(self, context: Context) -> Any:
         with fail_fast():
@@ -86,18 +69,22 @@ class HealthCheckSensor(BaseSensorOperator, ReleaseOperatorMixin):
 
     def poke(self, context: Context) -> bool:
         ctx = self.duty_context(context)
-        if self._gate is None:
-            self._gate = HealthGate(ctx.spec.health.consecutive_successes)
-        results = run_checks(ctx.target.url() or "", list(ctx.spec.health.checks))
-        return self._gate.observe([r.reason for r in results if not r.passed])
+        policy = ctx.spec.health
+        if self._gate is None:  # the sensor's own timeout bounds the poke path
+            self._gate = StreakGate(required=policy.consecutive_successes, interval=policy.interval_seconds,
+                                    deadline=math.inf)
+        results = run_checks(ctx.target.url() or "", list(policy.checks))
+        verdict = self._gate.observe([(r.passed, r.reason) for r in results], time.time())
+        return verdict is not None and verdict.passed
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         with fail_fast():
             ctx = self.duty_context(context)
-            event = event or {"status": "error", "reason": "trigger ended without an event"}
-            ctx.store.save_record("post_switch_health", event)
-            if event.get("status") != "success":
-                raise GateFailed(f"post-switch health failed: {event.get('reason')}")
-            self.log.info("healthy after %s rounds: %s", event.get("rounds"), event.get("url"))
-            return event
+            ctx.store.save_record("post_switch_health", event or {"status": "error",
+                                                                  "reason": "trigger ended without an event"})
+            health = read_event(HealthEvent, event, "the post-switch health trigger")
+            if health["status"] != "success":
+                raise GateFailed(f"post-switch health failed: {health['reason']}")
+            self.log.info("healthy after %s rounds: %s", health["rounds"], health["url"])
+            return dict(health)
 

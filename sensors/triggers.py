@@ -1,51 +1,88 @@
-"""Triggers (run in the triggerer; must live in the installed package, never in a DAG file)."""
+"""Triggers: every wait of a release, run in the triggerer (never in a DAG file: the triggerer imports them).
+
+The triggers are thin: each builds a gate of :mod:`gendev_release.gates` (the decisions, shared with
+the synchronous paths), feeds it what it observed, and sends the verdict as a typed event
+(:mod:`gendev_release.sensors.events`). Every deadline is wall-clock (epoch seconds), so a triggerer
+that restarts picks the wait up where the clock says it is. ``serialize()`` mirrors the constructor
+and derives its classpath from the class.
+
+* :class:`HealthCheckTrigger`: health checks until N consecutive healthy rounds (post-switch health);
+* :class:`ObservationWindowTrigger`: a bake or observation window sampling health until a wall-clock end;
+* :class:`MetricSamplingTrigger`: metric samples over a window, from a metrics URL or a Prometheus query;
+* :class:`ChangeWindowTrigger`: waits until the change window opens.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any, TypedDict
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timezone
+from typing import Any, Literal
 
 import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from gendev_release.sensors.health import HealthGate
+from gendev_release.gates import (
+    BakeGate,
+    CheckOutcomes,
+    Probe,
+    Sample,
+    SamplingGate,
+    StreakGate,
+    Verdict,
+    WindowGate,
+    drive_async,
+    judge_answer,
+)
+from gendev_release.probes import parse_prometheus_text
+from gendev_release.prometheus import base_name
+from gendev_release.prometheus_api import PrometheusClient, PrometheusError
+from gendev_release.sensors.events import (
+    MAX_EVENT_ITEMS,
+    BakeEvent,
+    CheckRow,
+    HealthEvent,
+    RoundRow,
+    SampleRow,
+    SamplingEvent,
+    WindowEvent,
+)
 
 
-class HealthEvent(TypedDict):
-    status: str  # "success" | "failed"
-    url: str
-    rounds: int
-    reason: str
-    last_results: list[dict[str, Any]]
+def classpath(trigger: BaseTrigger) -> str:
+    return f"{type(trigger).__module__}.{type(trigger).__qualname__}"
 
 
-async def _check_once(client: httpx.AsyncClient, url: str, check: dict[str, Any]) -> dict[str, Any]:
-    target = url.rstrip("/") + check["path"]
-    started = time.monotonic()
-    try:
-        response = await client.get(target, timeout=check.get("timeout_seconds", 2.0))
-    except httpx.HTTPError as exc:
-        return {"name": check["name"], "url": target, "status": None, "passed": False,
-                "reason": f"no answer from {target}: {type(exc).__name__}"}
-    seconds = round(time.monotonic() - started, 4)
-    if response.status_code != check.get("expect_status", 200):
-        return {"name": check["name"], "url": target, "status": response.status_code, "passed": False,
-                "seconds": seconds, "reason": f"{target} answered {response.status_code}, "
-                                              f"expected {check.get('expect_status', 200)}"}
-    needle = check.get("expect_body_contains")
-    if needle and needle not in response.text:
-        return {"name": check["name"], "url": target, "status": response.status_code, "passed": False,
-                "seconds": seconds, "reason": f"{target} body lacks {needle!r}"}
-    return {"name": check["name"], "url": target, "status": response.status_code, "passed": True,
-            "seconds": seconds, "reason": "ok"}
+async def check_round(client: httpx.AsyncClient, url: str, probes: Sequence[Probe]) -> list[CheckRow]:
+    """One round of health checks against ``url``, each judged by :func:`gendev_release.gates.judge_answer`."""
+    rows: list[CheckRow] = []
+    for probe in probes:
+        target = url.rstrip("/") + probe.path
+        started = time.monotonic()
+        status: int | None = None
+        body, error = "", None
+        try:
+            response = await client.get(target, timeout=probe.timeout_seconds)
+            status, body = response.status_code, response.text
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        passed, reason = judge_answer(probe, target, status, body, error)
+        rows.append(CheckRow(name=probe.name, url=target, status=status, passed=passed,
+                             seconds=round(time.monotonic() - started, 4), reason=reason))
+    return rows
+
+
+def outcomes(rows: Sequence[CheckRow]) -> CheckOutcomes:
+    return [(row["passed"], row["reason"]) for row in rows]
 
 
 class HealthCheckTrigger(BaseTrigger):
-    """Poll health checks until ``consecutive_successes`` clean rounds, or fail at ``deadline``.
+    """Poll health checks until ``consecutive_successes`` clean rounds, or fail when the next round would pass
+    ``deadline`` (epoch seconds).
 
-    The deadline is wall-clock (epoch seconds), so it survives a triggerer restart.
+    :param url: the base URL the checks' paths are appended to (the router).
+    :param checks: the spec's health checks as JSON (``name``, ``path``, ``expect_status``, ...).
     """
 
     def __init__(self, *, url: str, checks: list[dict[str, Any]], consecutive_successes: int,
@@ -58,27 +95,194 @@ class HealthCheckTrigger(BaseTrigger):
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}",
+        return (classpath(self),
                 {"url": self.url, "checks": self.checks, "consecutive_successes": self.consecutive_successes,
                  "interval_seconds": self.interval_seconds, "deadline": self.deadline})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        gate = HealthGate(self.consecutive_successes)
-        results: list[dict[str, Any]] = []
+        probes = [Probe.of(check) for check in self.checks]
+        gate = StreakGate(required=self.consecutive_successes, interval=self.interval_seconds, deadline=self.deadline)
+        last: list[CheckRow] = []
         async with httpx.AsyncClient() as client:
-            while True:
-                results = [await _check_once(client, self.url, check) for check in self.checks]
-                failures = [r["reason"] for r in results if not r["passed"]]
-                if gate.observe(failures):
-                    yield TriggerEvent(HealthEvent(status="success", url=self.url, rounds=gate.rounds,
-                                                   reason=f"{gate.streak} consecutive healthy rounds",
-                                                   last_results=results))
-                    return
-                if time.time() >= self.deadline:
-                    reason = "; ".join(gate.last_failures) or "not enough consecutive healthy rounds"
-                    yield TriggerEvent(HealthEvent(status="failed", url=self.url, rounds=gate.rounds,
-                                                   reason=f"deadline passed after {gate.rounds} rounds: {reason}",
-                                                   last_results=results))
-                    return
-                self.log.info("health round %d: %s", gate.rounds, "; ".join(failures) or "healthy")
-                await asyncio.sleep(self.interval_seconds)
+            async def one_round() -> CheckOutcomes:
+                nonlocal last
+                last = await check_round(client, self.url, probes)
+                return outcomes(last)
+
+            def log(_: CheckOutcomes, verdict: Verdict | None) -> None:
+                self.log.info("health round %d: %s", len(gate.rounds),
+                              "; ".join(gate.rounds[-1].failures) or "healthy")
+
+            verdict = await drive_async(gate, one_round, on_round=log)
+        yield TriggerEvent(HealthEvent(status="success" if verdict.passed else "failed", url=self.url,
+                                       rounds=len(gate.rounds), reason=verdict.reason, last_results=last))
+
+
+class ObservationWindowTrigger(BaseTrigger):
+    """A bake or observation window: sample health every ``interval_seconds`` until ``until`` (epoch seconds).
+
+    Fails as soon as more than ``failure_limit`` rounds failed; passes at ``until`` otherwise. After a
+    triggerer restart the window still ends at ``until``; the rounds seen before are not counted again.
+    """
+
+    def __init__(self, *, url: str, checks: list[dict[str, Any]], started_at: float, until: float,
+                 interval_seconds: float, failure_limit: int = 0) -> None:
+        super().__init__()
+        self.url = url
+        self.checks = checks
+        self.started_at = started_at
+        self.until = until
+        self.interval_seconds = interval_seconds
+        self.failure_limit = failure_limit
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (classpath(self),
+                {"url": self.url, "checks": self.checks, "started_at": self.started_at, "until": self.until,
+                 "interval_seconds": self.interval_seconds, "failure_limit": self.failure_limit})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        probes = [Probe.of(check) for check in self.checks]
+        gate = BakeGate(until=self.until, interval=self.interval_seconds, failure_limit=self.failure_limit)
+        last: list[CheckRow] = []
+        async with httpx.AsyncClient() as client:
+            async def one_round() -> CheckOutcomes:
+                nonlocal last
+                last = await check_round(client, self.url, probes)
+                return outcomes(last)
+
+            def log(_: CheckOutcomes, verdict: Verdict | None) -> None:
+                latest = gate.rounds[-1]
+                self.log.info("window round %d (%.0f s left): %s", latest.index, max(0.0, self.until - latest.at),
+                              "; ".join(latest.failures) or "healthy")
+
+            verdict = await drive_async(gate, one_round, on_round=log)
+        failed = [RoundRow(index=r.index, at=r.at, passed=r.passed, failures=r.failures)
+                  for r in gate.failed][-MAX_EVENT_ITEMS:]
+        yield TriggerEvent(BakeEvent(status="success" if verdict.passed else "failed", url=self.url,
+                                     started_at=self.started_at, until=self.until, ended_at=time.time(),
+                                     rounds=len(gate.rounds), failure_limit=self.failure_limit,
+                                     failed_rounds=failed, reason=verdict.reason, last_results=last))
+
+
+def sample_row(sample: Sample) -> SampleRow:
+    return SampleRow(at=sample.at, ok=sample.ok, values=sample.values, status=sample.status, error=sample.error)
+
+
+class MetricSamplingTrigger(BaseTrigger):
+    """Collect metric samples from ``started_at`` to ``until`` (epoch seconds); at least ``min_samples`` usable.
+
+    ``source="scrape"``: GET ``url`` (Prometheus exposition text) every ``interval_seconds`` and keep the
+    series whose base name is in ``series`` (all when empty). ``source="prometheus"``: ``url`` is a
+    Prometheus server; at ``until`` one range query of ``query`` over the window, one sample per step.
+    A range query reads what Prometheus stored, so a triggerer restart loses no sample; live scrapes
+    taken before a restart are lost (``min_samples`` then judges what is left).
+    """
+
+    def __init__(self, *, source: Literal["scrape", "prometheus"], url: str, started_at: float, until: float,
+                 interval_seconds: float, min_samples: int = 2, series: list[str] | None = None,
+                 query: str | None = None) -> None:
+        super().__init__()
+        self.source = source
+        self.url = url
+        self.started_at = started_at
+        self.until = until
+        self.interval_seconds = interval_seconds
+        self.min_samples = min_samples
+        self.series = series
+        self.query = query
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (classpath(self),
+                {"source": self.source, "url": self.url, "started_at": self.started_at, "until": self.until,
+                 "interval_seconds": self.interval_seconds, "min_samples": self.min_samples, "series": self.series,
+                 "query": self.query})
+
+    async def _scrape(self, client: httpx.AsyncClient) -> list[Sample]:
+        now = time.time()
+        try:
+            response = await client.get(self.url, timeout=min(10.0, max(1.0, self.interval_seconds)))
+        except httpx.HTTPError as exc:
+            return [Sample(now, False, error=f"no answer from {self.url}: {type(exc).__name__}: {exc}")]
+        if response.status_code != 200:
+            return [Sample(now, False, status=response.status_code,
+                           error=f"{self.url} answered {response.status_code}, expected 200")]
+        wanted = set(self.series or ())
+        values = {key: value for key, value in parse_prometheus_text(response.text).items()
+                  if not wanted or base_name(key) in wanted}
+        values = dict(list(values.items())[:MAX_EVENT_ITEMS])
+        missing = sorted(wanted - {base_name(key) for key in values})
+        return [Sample(now, bool(values) and not missing, values, 200,
+                       f"{self.url} has no series {', '.join(missing)}" if missing else None)]
+
+    def _range(self) -> list[Sample]:
+        client = PrometheusClient(self.url)
+        try:
+            series = client.query_range(self.query or "", self.started_at, self.until, self.interval_seconds)
+        except PrometheusError as exc:
+            return [Sample(time.time(), False, error=str(exc))]
+        by_time: dict[float, dict[str, float]] = {}
+        for one in series:
+            for at, value in one.points:
+                by_time.setdefault(at, {})[one.key()] = value
+        return [Sample(at, True, values, 200) for at, values in sorted(by_time.items())]
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        gate = SamplingGate(until=self.until, interval=self.interval_seconds, min_samples=self.min_samples)
+        async with httpx.AsyncClient() as client:
+            async def one_round() -> list[Sample]:
+                if self.source == "scrape":
+                    return await self._scrape(client)
+                if time.time() < self.until:
+                    return []
+                return await asyncio.to_thread(self._range)  # PrometheusClient is synchronous
+
+            def log(samples: Sequence[Sample], verdict: Verdict | None) -> None:
+                for sample in samples:
+                    if not sample.ok:
+                        self.log.warning("sample at %.0f unusable: %s", sample.at, sample.error)
+
+            verdict = await drive_async(gate, one_round, on_round=log)
+        yield TriggerEvent(SamplingEvent(status="success" if verdict.passed else "failed", source=self.source,
+                                         url=self.url, query=self.query, started_at=self.started_at,
+                                         until=self.until, reason=verdict.reason,
+                                         samples=[sample_row(s) for s in gate.samples[-MAX_EVENT_ITEMS:]]))
+
+
+class ChangeWindowTrigger(BaseTrigger):
+    """Wait until the change window is open (freeze periods included), or fail when it would open after
+    ``deadline`` (epoch seconds).
+
+    :param window: the spec's ``change_window`` as JSON (``ChangeWindow.model_dump(mode="json")``).
+    :param requested_at: when the gate started waiting (epoch seconds), for the waited time.
+    """
+
+    def __init__(self, *, window: dict[str, Any], deadline: float, requested_at: float) -> None:
+        super().__init__()
+        self.window = window
+        self.deadline = deadline
+        self.requested_at = requested_at
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (classpath(self),
+                {"window": self.window, "deadline": self.deadline, "requested_at": self.requested_at})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from gendev_release.spec import ChangeWindow  # the spec's own rules read the window back
+
+        gate = WindowGate(window=ChangeWindow.model_validate(self.window), deadline=self.deadline)
+
+        async def look() -> None:
+            return None  # the clock is the only thing observed
+
+        def log(_: object, verdict: Verdict | None) -> None:
+            if verdict is None and gate.last is not None:
+                self.log.info("change window %s", gate.last.reason)
+
+        verdict = await drive_async(gate, look, on_round=log)
+        now = time.time()
+        state = gate.last.as_dict() if gate.last else {}
+        self.log.info("change window decided at %s: %s", datetime.fromtimestamp(now, timezone.utc).isoformat(),
+                      verdict.reason)
+        yield TriggerEvent(WindowEvent(status="open" if verdict.passed else "failed", requested_at=self.requested_at,
+                                       decided_at=now, waited_seconds=round(max(0.0, now - self.requested_at), 3),
+                                       reason=verdict.reason, state=state))

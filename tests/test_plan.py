@@ -61,7 +61,9 @@ def agent_tasks(plan: ReleasePlan) -> list:
 
 
 def main_chain(plan: ReleasePlan) -> list[str]:
-    return [plan.start.task_id, *(t.task_id for phase in plan.phases for t in phase.tasks), plan.gate.task_id]
+    window = [plan.window_gate.task_id] if plan.window_gate else []
+    return [plan.start.task_id, *window, *(t.task_id for phase in plan.phases for t in phase.tasks),
+            plan.gate.task_id]
 
 
 # ------------------------------------------------------------------------------------- phases
@@ -86,7 +88,7 @@ def test_sixteen_agent_steps_with_seed_agents(plan: ReleasePlan) -> None:
 def test_every_step_follows_the_previous_task(plan: ReleasePlan) -> None:
     chain = main_chain(plan)
     assert chain[0] == START_TASK and chain[-1] == GATE_TASK
-    assert len(chain) == len(set(chain)) == 1 + 16 + 1 + 1  # start, steps, sensor, gate
+    assert len(chain) == len(set(chain)) == 1 + 1 + 16 + 1 + 1  # start, change window, steps, sensor, gate
     assert plan.start.upstream == ()
     for previous, current in zip(chain, chain[1:], strict=False):
         assert plan.task(current).upstream == (previous,), current
@@ -159,7 +161,7 @@ def test_watcher_waits_for_everything(plan: ReleasePlan) -> None:
 
 def test_task_ids_unique_and_lookup(plan: ReleasePlan) -> None:
     ids = [t.task_id for t in plan.all_tasks()]
-    assert len(ids) == len(set(ids)) == 19 + 5 + 1
+    assert len(ids) == len(set(ids)) == 20 + 5 + 1
     with pytest.raises(KeyError):
         plan.task("nope")
 

@@ -1,16 +1,21 @@
 """The health gate before a switch: consecutive successful rounds of health checks, bounded in time.
 
-:func:`wait_for_streak` probes until ``required`` rounds in a row pass or the timeout is used up;
-it takes the clock and sleep as parameters, so its decision is tested without waiting.
+:func:`wait_for_streak` is the synchronous driver of :class:`gendev_release.gates.StreakGate`, the
+same gate the deferred health triggers use. It probes until ``required`` rounds in a row pass, or
+until the next round would start after the timeout; it takes the clock and sleep as parameters, so
+its decision is tested without waiting.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gendev_release.gates import CheckOutcomes, StreakGate, drive, trailing_streak
 from gendev_release.probes import CheckResult
+
+__all__ = ["GateAttempt", "GateResult", "trailing_streak", "wait_for_streak"]
 
 
 @dataclass(frozen=True)
@@ -37,34 +42,22 @@ class GateResult:
         return head if failing is None else f"{head}; last failure: {'; '.join(failing.failures)}"
 
 
-def trailing_streak(outcomes: Sequence[bool]) -> int:
-    """How many of the last outcomes were successes in a row."""
-    streak = 0
-    for outcome in reversed(outcomes):
-        if not outcome:
-            break
-        streak += 1
-    return streak
-
-
 def wait_for_streak(probe: Callable[[], list[CheckResult]], *, required: int, interval: float, timeout: float,
                     clock: Callable[[], float] = time.monotonic,
                     sleep: Callable[[float], None] = time.sleep) -> GateResult:
     """Probe until ``required`` consecutive rounds pass, or until ``timeout`` seconds are used up.
 
-    A round passes when every check in it passes. There is always at least one round.
+    A round passes when it has checks and every check in it passes. There is always at least one round.
     """
     started = clock()
-    attempts: list[GateAttempt] = []
+    gate = StreakGate(required=required, interval=interval, deadline=started + timeout)
     last: list[CheckResult] = []
-    while True:
+
+    def one_round() -> CheckOutcomes:
+        nonlocal last
         last = probe()
-        ok = bool(last) and all(check.passed for check in last)
-        attempts.append(GateAttempt(len(attempts) + 1, round(clock() - started, 3), ok,
-                                    [f"{c.name}: {c.reason}" for c in last if not c.passed]))
-        streak = trailing_streak([a.passed for a in attempts])
-        if streak >= required:
-            return GateResult(True, streak, required, clock() - started, attempts, last)
-        if clock() - started + interval > timeout:
-            return GateResult(False, streak, required, clock() - started, attempts, last)
-        sleep(interval)
+        return [(check.passed, f"{check.name}: {check.reason}") for check in last]
+
+    verdict = drive(gate, one_round, clock=clock, sleep=sleep)
+    attempts = [GateAttempt(r.index, round(r.at - started, 3), r.passed, r.failures) for r in gate.rounds]
+    return GateResult(verdict.passed, gate.streak, required, clock() - started, attempts, last)

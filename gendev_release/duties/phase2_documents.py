@@ -131,7 +131,9 @@ def approval_gates_markdown(head: dict[str, Any], gates: dict[str, Any], check: 
              f"{gates['high_risk_approval'] or 'none'}",
              f"- Waivers recorded by readiness: {len(gates['waivers'])}",
              *[f"  - {w.get('gate')}: approved by {w.get('approved_by')}: {w.get('reason')}" for w in gates["waivers"]],
-             "", "The approvers' sign-off is not collected by this run yet: human approval through Airflow's "
-                 "human-in-the-loop operators comes with issue 7. This document states the gates the spec sets.",
+             "", "The approvers' sign-off is not collected by this step: people approve in Airflow (human-in-the-"
+                 "loop, Required actions) at the approval gate after phase 4 when approvals.required_for asks for it; "
+                 "each decision is in the run's evidence (approval-<n>) and the release report. This document "
+                 "states the gates the spec sets.",
              "", f"notifications.check: {'pass' if check[0] else 'FAIL'}: {check[1]}"]
     return "\n".join(lines) + "\n"

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from gendev_release import notify
+from gendev_release.approvals import high_risk_gate
 from gendev_release.catalogue import PHASES
 from gendev_release.duties.base import duty
 from gendev_release.duties.phase1_documents import Outcomes, decide
@@ -356,8 +357,9 @@ def approval_problems(ctx: DutyContext, risk_level: str | None) -> list[str]:
             twice = sorted({a for a in approvers if approvers.count(a) > 1})
             problems.append(f"approvals.required={spec.approvals.required} but approvals.approvers names only "
                             f"{len(distinct)} distinct approver(s) ({', '.join(twice)} listed more than once)")
-    if risk_level == "high" and spec.risk.high_risk_approval is None:
-        problems.append("risk_assessment rated this release high risk and risk.high_risk_approval records no approval")
+    if risk_level == "high" and high_risk_gate(spec.approvals, spec.environment) is None:
+        problems.append("risk_assessment rated this release high risk and nothing stops it for people's approval: "
+                        "add high_risk to approvals.required_for")
     return problems
 
 
@@ -480,8 +482,7 @@ def _deliver_notifications(ctx: DutyContext, report: ReportBuilder, outcomes: Ou
                   "check": f"{'pass' if outcomes['check'][0] else 'FAIL'}: {outcomes['check'][1]}"}
     gates = {"approvers": list(spec.approvals.approvers) if spec.approvals else [],
              "required": spec.approvals.required if spec.approvals else 0, "risk_level": risk_level,
-             "high_risk_approval": (f"{spec.risk.high_risk_approval.approved_by}: {spec.risk.high_risk_approval.reason}"
-                                    if spec.risk.high_risk_approval else None),
+             "high_risk_approval": high_risk_gate(spec.approvals, spec.environment),
              "waivers": (r.facts.get("waivers") or []) if (r := ctx.earlier("readiness")) else []}
     documents = (
         ("Stakeholder notifications", "stakeholder-notifications.md",
@@ -537,8 +538,8 @@ PROOFS: dict[str, ItemProof] = {
         evidence="the approval gates (approvers, required, distinct) and the change window evaluated at the run's "
                  "clock, with the release plan's estimated end and the risk level",
         oracle="the wall clock against the spec's change_window; the spec's approvals; the release_plan and "
-               "risk_assessment reports of this run. The approvers' sign-off itself is not collected yet "
-               "(Airflow human-in-the-loop: issue 7)",
+               "risk_assessment reports of this run. The approvers' sign-off itself is collected later, at the "
+               "approval gate after phase 4 (Airflow human-in-the-loop, gendev_release.approvals)",
         fails_when="the run starts outside the change window (a weekday window on a Saturday)",
         test=f"{TEST_FILE}::test_notifications_fail_outside_change_window"),
 }

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gendev_release import probes
+from gendev_release.approvals import gate_task_ids, high_risk_gate
 from gendev_release.backup_checks import missing_contents, reported_digest, restore_rehearsal
 from gendev_release.commands import run_command
 from gendev_release.doc_checks import DocumentFindings, check_document
@@ -95,7 +96,7 @@ def review_relaxations(gates: QualityGates, relaxations: list[Relaxation]) -> tu
 #: The parts of a spec that set the standard a release is held to; readiness re-reads them from the spec file.
 STANDARD_FIELDS: tuple[str, ...] = (
     "quality_gates", "security", "health", "critical_endpoints", "monitoring.alert_rules", "approvals",
-    "change_window", "readiness", "risk.backup", "risk.high_risk_approval",
+    "change_window", "readiness", "risk.backup",
 )
 
 
@@ -380,8 +381,8 @@ def risk_assessment(ctx: DutyContext, report: ReportBuilder) -> None:
     risk = ctx.spec.risk
     outcomes: Outcomes = {}
     commits = _read_change_set(ctx, report, outcomes)
-    approval = risk.high_risk_approval
-    assessment: dict[str, Any] = {"approval": f"{approval.approved_by}: {approval.reason}" if approval else None}
+    gate = high_risk_gate(ctx.spec.approvals, ctx.spec.environment)
+    assessment: dict[str, Any] = {"approval": gate}
 
     # verify: risk score from the documented rules, over the whole range
     problems, ok = [], ""
@@ -400,14 +401,17 @@ def risk_assessment(ctx: DutyContext, report: ReportBuilder) -> None:
         for rule in fired:
             report.findings.append(f"risk {rule['rule']} (+{rule['points']}): {', '.join(rule['matched'][:10])}; "
                                    f"mitigation: {rule['mitigation']}")
-        report.facts["high_risk_approved"] = bool(level == "high" and approval)
+        # Approval is people's, in Airflow: a high risk passes here only when the approval gate will stop it.
+        report.facts["approval_required"] = bool(level == "high" and gate)
+        report.facts["approval_gate"] = gate_task_ids(ctx.spec.approvals) if gate else []
         total = int(report.facts.get("total_in_range") or 0)
-        if level == "high" and approval is None:
+        if level == "high" and gate is None:
             # verdict -> blocker: finish() lists every failed item as a blocking issue
-            problems.append(f"unmitigated high risk (score {score}: {', '.join(r['rule'] for r in fired)}): "
-                            "risk.high_risk_approval is required")
-        elif level == "high" and approval is not None:
-            report.findings.append(f"high risk approved by {approval.approved_by}: {approval.reason}")
+            problems.append(f"unmitigated high risk (score {score}: {', '.join(r['rule'] for r in fired)}): nobody "
+                            "would approve it before traffic moves: add high_risk to approvals.required_for (people "
+                            "then approve it in Airflow at the approval gate after phase 4)")
+        elif level == "high":
+            report.findings.append(f"high risk (score {score}): the release stops for approval: {gate}")
         if not first_release and total > len(commits):
             problems.append(f"only {len(commits)} of the {total} commits since the last release were scored "
                             f"(risk.max_commits={risk.max_commits}): raise risk.max_commits to at least {total}")
@@ -627,8 +631,9 @@ PROOFS: dict[str, ItemProof] = {
         evidence="the score and level from RISK_RULES over every commit of the range, the rules fired with their "
                  "matches and mitigations",
         oracle="the git range (commit subjects, bodies and files) scored by the documented rules, the spec's "
-               "risk.high_risk_approval and risk.max_commits",
-        fails_when="a breaking migration commit in the range without risk.high_risk_approval (or a range longer "
+               "approval gate (approvals.required_for: a high risk passes only when people approve it in Airflow "
+               "before traffic moves) and risk.max_commits",
+        fails_when="a breaking migration commit in the range with no approval gate for it (or a range longer "
                    "than risk.max_commits)",
         test=f"{TEST_FILE}::test_risk_assessment_high_risk_without_approval_blocks"),
     "risk_assessment.check": ItemProof(

@@ -374,11 +374,11 @@ def test_notifications_check_needs_a_high_risk_approved(tmp_path: Path, monkeypa
     ctx = make_ctx(tmp_path, StubTarget())
     save_report(ctx, "risk_assessment", {"risk_level": "high"})
     report = run_step(ctx, "notifications")
-    assert item(report, "check").detail == ("risk_assessment rated this release high risk and "
-                                            "risk.high_risk_approval records no approval")
+    assert item(report, "check").detail == ("risk_assessment rated this release high risk and nothing stops it "
+                                            "for people's approval: add high_risk to approvals.required_for")
     gates = (ctx.paths.workdir / "approval-gates.md").read_text(encoding="utf-8")
     assert "Risk level from risk_assessment: high; high-risk approval: none" in gates
-    assert "comes with issue 7" in gates
+    assert "people approve in Airflow (human-in-the-loop, Required actions) at the approval gate" in gates
 
 
 def test_next_openings_of_a_weekday_window() -> None:

@@ -426,7 +426,8 @@ def test_risk_assessment_high_risk_without_approval_blocks(tmp_path: Path, git_r
     assert_item_fails(report, "risk_assessment.verify", because="unmitigated high risk")
     verify = item(report, "verify")
     assert verify.detail.startswith("unmitigated high risk (score")
-    assert "risk.high_risk_approval is required" in verify.detail
+    assert "add high_risk to approvals.required_for" in verify.detail
+    assert report.facts["approval_required"] is False and report.facts["approval_gate"] == []
     fired = {r["rule"] for r in verify.evidence[0].data["fired"]}
     assert fired == {"sensitive_path", "breaking_change", "dependency_change", "first_release"}
     assert report.status == "failed"
@@ -436,13 +437,23 @@ def test_risk_assessment_high_risk_without_approval_blocks(tmp_path: Path, git_r
                                                 "removed": {}, "changed": {}, "pinned": 1, "unpinned": []}]
 
 
-def test_risk_assessment_high_risk_with_approval_passes(tmp_path: Path, git_repo: Path) -> None:
+@pytest.mark.parametrize("required_for", [["high_risk"], ["production"]])
+def test_risk_assessment_high_risk_passes_to_the_approval_gate(tmp_path: Path, git_repo: Path,
+                                                               required_for: list[str]) -> None:
+    """A high risk is not approved by text in the spec: it passes here only because people approve it in Airflow."""
     commit(git_repo, "feat(db)!: new schema", {"migrations/002_items.sql": "create table items();\n"})
-    approval = {"approved_by": "cto", "reason": "schema change rehearsed on staging"}
-    report = run_step(risk_ctx(tmp_path, git_repo, {"high_risk_approval": approval}), "risk_assessment")
+    relative = git_repo.relative_to(tmp_path / "spec").as_posix()
+    ctx = make_ctx(tmp_path, None, {"risk": {"repo": relative, "paths": []},
+                                    "approvals": {"approvers": ["alice", "bob"], "required": 2,
+                                                  "required_for": required_for}})
+    report = run_step(ctx, "risk_assessment")
     assert report.status == "passed", report.blocking_issues
-    assert report.facts["risk_level"] == "high" and report.facts["high_risk_approved"] is True
-    assert "high risk approved by cto: schema change rehearsed on staging" in report.findings
+    assert report.facts["risk_level"] == "high" and report.facts["approval_required"] is True
+    assert report.facts["approval_gate"] == ["p4_environment.approval_1", "p4_environment.approval_2"]
+    finding = next(f for f in report.findings if f.startswith("high risk (score"))
+    assert finding.endswith("the release stops for approval: 2 of alice, bob approve in Airflow at "
+                            "p4_environment.approval_1, p4_environment.approval_2 before traffic moves "
+                            f"(approvals.required_for: {required_for[0]})")
 
 
 def test_risk_assessment_missing_repo_fails_read(tmp_path: Path) -> None:
