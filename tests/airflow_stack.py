@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,3 +208,24 @@ class AirflowStack:
                 except ProcessLookupError:
                     pass
                 proc.wait(timeout=10)
+
+
+@contextmanager
+def running_stack(root: Path, dags: Path, dag_ids: Iterable[str], specs: Iterable[Path] = (),
+                  extra_env: dict[str, str] | None = None) -> Iterator[AirflowStack]:
+    """A started stack with ``dag_ids`` parsed and unpaused; on exit it stops, and each spec's target goes down."""
+    stack = AirflowStack(root, dags_folder=dags, extra_env=dict(extra_env or {}))
+    try:
+        stack.start()
+        for dag_id in dag_ids:
+            stack.wait_for_dag(dag_id)
+            response = stack.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+            assert response.status_code == 200, response.text
+        yield stack
+    finally:
+        stack.stop()
+        from gendev_release.spec import load_spec
+        from gendev_release.targets import make_target
+
+        for spec in specs:
+            make_target(load_spec(spec), stack.gendev_home).down()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from airflow_stack import REPO, AirflowStack
+from airflow_stack import REPO, AirflowStack, running_stack
 from spec_folder import demo_spec_folder
 
 from gendev_release.dagfile import write_dag_file
@@ -69,23 +69,9 @@ def dags(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, dags: Path) -> Iterator[AirflowStack]:
-    stack = AirflowStack(tmp_path_factory.mktemp("airflow-e2e"), dags_folder=dags)
-    try:
-        stack.start()
-        stack.wait_for_dag(DAG_ID)
-        response = stack.request("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
-        assert response.status_code == 200, response.text
+    with running_stack(tmp_path_factory.mktemp("airflow-e2e"), dags, [DAG_ID],
+                       specs=[dags / "releases" / "demo.yaml"]) as stack:
         yield stack
-    finally:
-        stack.stop()
-        _down(stack.gendev_home, dags)
-
-
-def _down(home: Path, dags: Path) -> None:
-    from gendev_release.spec import load_spec
-    from gendev_release.targets import make_target
-
-    make_target(load_spec(dags / "releases" / "demo.yaml"), home).down()
 
 
 def served_version(home: Path) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow_stack import AirflowStack
+from airflow_stack import AirflowStack, running_stack
 from spec_folder import demo_spec_folder
 
 from gendev_release.dagfile import write_dag_file
@@ -86,28 +86,10 @@ class Users:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, dags: Path) -> Iterator[AirflowStack]:
-    stack = AirflowStack(tmp_path_factory.mktemp("airflow-approvals"), dags_folder=dags, extra_env={
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
-        "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
-    })
-    try:
-        stack.start()
-        for dag_id in (GATED, QUICK):
-            stack.wait_for_dag(dag_id)
-            response = stack.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-            assert response.status_code == 200, response.text
+    env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS, "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2"}
+    with running_stack(tmp_path_factory.mktemp("airflow-approvals"), dags, [GATED, QUICK],
+                       specs=[dags / name / f"{name}.yaml" for name in ("gated", "quick")], extra_env=env) as stack:
         yield stack
-    finally:
-        stack.stop()
-        _down(stack.gendev_home, dags)
-
-
-def _down(home: Path, dags: Path) -> None:
-    from gendev_release.spec import load_spec
-    from gendev_release.targets import make_target
-
-    for name in ("gated", "quick"):
-        make_target(load_spec(dags / name / f"{name}.yaml"), home).down()
 
 
 @pytest.fixture(scope="module")

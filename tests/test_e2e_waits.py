@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from airflow_stack import REPO, AirflowStack
+from airflow_stack import REPO, AirflowStack, running_stack
 from loopback import LoopbackServer, Response
 from spec_folder import demo_spec_folder
 
@@ -60,16 +60,9 @@ def dags(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, dags: Path) -> Iterator[AirflowStack]:
-    stack = AirflowStack(tmp_path_factory.mktemp("airflow-waits"), dags_folder=dags)
-    try:
-        stack.start()
-        for dag_id in (DAG_ID, PROBE_DAG):
-            stack.wait_for_dag(dag_id)
-            response = stack.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-            assert response.status_code == 200, response.text
+    with running_stack(tmp_path_factory.mktemp("airflow-waits"), dags, [DAG_ID, PROBE_DAG],
+                       specs=[dags / "releases" / "demo.yaml"]) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def task_instance(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
