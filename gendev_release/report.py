@@ -8,6 +8,7 @@ neither a builtin nor an AI agent can pass an item without evidence.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -153,6 +154,11 @@ class ReportBuilder:
 
     def fail(self, kind: ItemKind, detail: str) -> bool:
         return self.verdict(kind, False, detail)
+
+    def fail_items(self, kinds: Iterable[ItemKind], detail: str) -> None:
+        """Fail each of ``kinds`` for the same reason (a step that cannot go on past a missing source)."""
+        for kind in kinds:
+            self.fail(kind, detail)
 
     def passed(self, kind: ItemKind) -> bool:
         return self._verdicts.get(kind, (False, ""))[0]

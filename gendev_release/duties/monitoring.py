@@ -110,8 +110,7 @@ def monitoring_alerts(ctx: DutyContext, report: ReportBuilder) -> None:
     try:
         source = open_prometheus(ctx, router)
     except PrometheusError as exc:
-        for kind in JUDGED_ITEMS:
-            report.fail(kind, f"monitoring.prometheus: {exc}")
+        report.fail_items(JUDGED_ITEMS, f"monitoring.prometheus: {exc}")
         return
     findings: RuleFindings | None
     if source is not None:
@@ -119,9 +118,8 @@ def monitoring_alerts(ctx: DutyContext, report: ReportBuilder) -> None:
         report.facts["alerts_source"] = "prometheus"
         findings = _through_prometheus(ctx, report, source, router, summary)
     elif router is None:
-        for kind in JUDGED_ITEMS:
-            report.fail(kind, "the target has no router URL: no metrics endpoint to scrape and no Prometheus "
-                              "named in monitoring.prometheus")
+        report.fail_items(JUDGED_ITEMS, "the target has no router URL: no metrics endpoint to scrape and no "
+                                        "Prometheus named in monitoring.prometheus")
         return
     else:
         summary["source"] = {"kind": "direct scrape", "url": router + spec.monitoring.metrics_path}

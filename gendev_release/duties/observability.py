@@ -105,19 +105,16 @@ def observability(ctx: DutyContext, report: ReportBuilder) -> None:
     try:
         source = open_prometheus(ctx, router)
     except PrometheusError as exc:
-        for kind in JUDGED_ITEMS:
-            report.fail(kind, f"monitoring.prometheus: {exc}")
+        report.fail_items(JUDGED_ITEMS, f"monitoring.prometheus: {exc}")
         return
     if source is None and router is None:
-        for kind in JUDGED_ITEMS:
-            report.fail(kind, "the target has no router URL: no metrics endpoint to observe and no Prometheus "
-                              "named in monitoring.prometheus")
+        report.fail_items(JUDGED_ITEMS, "the target has no router URL: no metrics endpoint to observe and no "
+                                        "Prometheus named in monitoring.prometheus")
         return
     try:
         window = observe_through_prometheus(spec, source, router) if source else observe_directly(spec, str(router))
     except PrometheusError as exc:
-        for kind in JUDGED_ITEMS:
-            report.fail(kind, f"{source.describe() if source else 'observation'}: {exc}")
+        report.fail_items(JUDGED_ITEMS, f"{source.describe() if source else 'observation'}: {exc}")
         return
     _verify_window(ctx, report, window)
     loaded: list[LoadedRule] | None = None

@@ -243,8 +243,7 @@ def performance(ctx: DutyContext, report: ReportBuilder) -> None:
     gates = ctx.spec.quality_gates
     router = router_url(ctx)
     if router is None:
-        for kind in JUDGED_ITEMS:
-            report.fail(kind, "the target has no router URL: nothing to load-test")
+        report.fail_items(JUDGED_ITEMS, "the target has no router URL: nothing to load-test")
         return
     live = _read_load(ctx, report, router)
     status, new_direct, previous, baseline_problem = _baseline(ctx, report, router)

@@ -42,7 +42,7 @@ from gendev_release.duties.base import duty
 from gendev_release.duties.common import record_input_file, target_evidence
 from gendev_release.evidence_store import EvidenceError
 from gendev_release.facts import ChangeSet, handed_on
-from gendev_release.report import AgentReport, Evidence, ItemKind, ReportBuilder, utcnow
+from gendev_release.report import AgentReport, Evidence, ReportBuilder, utcnow
 from gendev_release.run_documents import (
     DEPLOYMENT_STEPS,
     EarlierAttempt,
@@ -210,11 +210,6 @@ def provided_or_generated(ctx: DutyContext, report: ReportBuilder, *, field: str
     return generated, None, "generated"
 
 
-def fail_rest(report: ReportBuilder, kinds: tuple[ItemKind, ...], reason: str) -> None:
-    for kind in kinds:
-        report.fail(kind, reason)
-
-
 # ============================================================================== release notes
 def write_deployment_documentation(ctx: DutyContext, report: ReportBuilder) -> list[str]:
     """Document the deployment from the phase 4-6 reports and the target now; return the disagreements."""
@@ -271,7 +266,7 @@ def release_notes(ctx: DutyContext, report: ReportBuilder) -> None:
                    f"git lists {len(read.commits) if read else 0} commit(s) {read.range.describe() if read else ''}; "
                    f"{origin} release notes read back; deployment documentation agrees with the target")
     if read is None or text is None or path is None:
-        fail_rest(report, ("verify", "check"), "no release notes to judge against git's range: "
+        report.fail_items(("verify", "check"), "no release notes to judge against git's range: "
                   + "; ".join(problems or ["git's range is unknown"]))
         return
 
@@ -407,7 +402,7 @@ def training(ctx: DutyContext, report: ReportBuilder) -> None:
                    f"{origin} training materials and knowledge-base updates read back for {len(changes)} "
                    f"user-facing change(s) of {len(read.commits) if read else 0} commit(s)")
     if read is None or text is None or kb_text is None or path is None:
-        fail_rest(report, ("verify", "check"), "no training materials to judge against git's range: "
+        report.fail_items(("verify", "check"), "no training materials to judge against git's range: "
                   + "; ".join(problems or ["git's range is unknown"]))
         return
 
