@@ -47,7 +47,7 @@ ESCALATION = "escalation"
 #: Evidence records: ``approval-1`` ... ``approval-N``, ``approval-escalation``.
 RECORD_PREFIX = "approval-"
 
-GateRole = Literal["approval", "escalation"]
+GateRole = Literal["approval", "escalation", "emergency"]
 Outcome = Literal["not_required", "waiting", "approved", "rejected", "escalated"]
 Verdict = Literal["approve", "reject", "refuse", "escalate"]
 
@@ -99,8 +99,12 @@ def high_risk_gate(approvals: Approvals | None, environment: str) -> str | None:
             f"{', '.join(approvals.required_for)})")
 
 
+#: The record of the change window's emergency override (``approval-emergency``).
+EMERGENCY = "emergency"
+
+
 def record_name(role: GateRole, number: int) -> str:
-    return f"{RECORD_PREFIX}{ESCALATION if role == 'escalation' else number}"
+    return f"{RECORD_PREFIX}{role if role in (ESCALATION, EMERGENCY) else number}"
 
 
 # ------------------------------------------------------------------------------------ who, when
@@ -331,25 +335,9 @@ def approved_users(records: Iterable[GateRecord]) -> list[str]:
 # ------------------------------------------------------------------------------------------ report
 def gate_records(store: EvidenceStore) -> list[dict[str, Any]]:
     """This run's approval records from the evidence store (the latest copy of each), in gate order."""
-    try:
-        entries = store.entries()
-    except GendevError:  # an altered chain is reported by verify-evidence and the report items, not here
-        return []
-    present: dict[str, bool] = {}
-    for entry in entries:  # a record moved aside (a re-run) is no longer at its name until written again
-        present[entry.name] = entry.op == "write"
-        if entry.op == "move" and entry.moved_from:
-            present[entry.moved_from] = False
-    names = sorted((n for n, here in present.items()
-                    if here and n.startswith(RECORD_PREFIX) and n.endswith(".json") and "/" not in n),
-                   key=lambda n: (ESCALATION in n, len(n), n))
-    rows = []
-    for name in names:
-        try:
-            rows.append(json.loads(store.read(name)))
-        except (GendevError, OSError, ValueError):
-            continue  # a missing or altered record is reported by verify-evidence, not hidden here
-    return rows
+    from gendev_release.evidence_store import current_records
+
+    return current_records(store, RECORD_PREFIX, key=lambda n: (ESCALATION in n, len(n), n))
 
 
 def approvals_markdown(rows: list[dict[str, Any]]) -> list[str]:
@@ -358,7 +346,8 @@ def approvals_markdown(rows: list[dict[str, Any]]) -> list[str]:
         return []
     lines = ["## Approvals", ""]
     for row in rows:
-        label = "escalation" if row.get("role") == "escalation" else f"approval {row['number']} of {row['required']}"
+        label = {"escalation": "escalation", EMERGENCY: "emergency override of the change window"}.get(
+            str(row.get("role")), f"approval {row['number']} of {row['required']}")
         who = (row.get("decided_by") or {}).get("name")
         text = f"- {label}: **{row['outcome']}**" + (f" by {who}" if who else "")
         text += f" at {row['decided_at']}" if row.get("decided_at") else ""

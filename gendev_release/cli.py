@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REFUSED = 0, 1, 2, 3
-SETTABLE = ("version", "strategy", "dry_run")
+SETTABLE = ("version", "dry_run", "emergency")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -134,7 +134,8 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``--set NAME=VALUE`` pairs as :func:`~gendev_release.spec.run_params` input.
 
     Values are taken exactly as typed (``" 1.0.0"`` and ``"1.0.0\\n"`` reach the version rule and
-    are refused there, as on the Airflow path); only ``dry_run`` is converted, from text to a boolean.
+    are refused there, as on the Airflow path); only ``dry_run`` and ``emergency`` are converted, from
+    text to a boolean.
     """
     from gendev_release.errors import SpecError, SpecProblem
 
@@ -144,11 +145,14 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
         name, sep, value = pair.partition("=")
         if not sep:
             problems.append(SpecProblem(pair or '""', "expected NAME=VALUE"))
+        elif name == "strategy":
+            problems.append(SpecProblem(name, "cannot be set: a strategy shapes the release DAG, so it lives in "
+                                              "the spec (strategy: {kind: canary, ...})"))
         elif name not in SETTABLE:
             problems.append(SpecProblem(name or '""', f"cannot be set; settable: {', '.join(SETTABLE)}"))
         elif name in overrides:
             problems.append(SpecProblem(name, "set twice; give it once"))
-        elif name == "dry_run":
+        elif name in ("dry_run", "emergency"):
             if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
                 problems.append(SpecProblem(name, f"{value!r} is not a boolean; use true or false"))
             else:

@@ -76,9 +76,11 @@ class ProgressListener:
         for phase in plan.phases:
             header = f"Phase {phase.number}/8: {phase.title}"
             for task in phase.tasks:
-                what = f"{task.agent} ({task.duty})" if task.kind == "agent" else "health checks after the switch"
+                what = f"{task.agent} ({task.duty})" if task.kind == "agent" else \
+                    "health checks after the switch" if task.kind == "sensor" else \
+                    task.doc.split(";")[0].split(":")[0].rstrip(".")
                 self.labels[task.task_id] = (header, what)
-        for task in (plan.start, *([plan.window_gate] if plan.window_gate else []), plan.gate, plan.watcher):
+        for task in (plan.start, *plan.gates(), plan.gate, plan.watcher):
             self.labels[task.task_id] = ("Release", task.doc.split(":")[0].rstrip("."))
         for task in plan.failure_branch:
             self.labels[task.task_id] = ("On failure", task.doc.split(":")[0].rstrip("."))
@@ -198,7 +200,7 @@ def run_release(spec: ReleaseSpec, params: RunParams, home: Path, emit: Emit = p
     os.environ[OWNER_ENV] = token  # the tasks dag.test runs in this process adopt the lease
     log_file = home / "logs" / "airflow.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    emit(f"Releasing {spec.service} {params.version} ({params.strategy.value}"
+    emit(f"Releasing {spec.service} {params.version} ({spec.strategy.kind}"
          f"{', dry run' if params.dry_run else ''}) on the embedded Airflow in {home}")
     try:
         with embedded_lock(airflow_home, emit), _airflow_output_to(log_file) as terminal:

@@ -30,7 +30,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -625,3 +625,29 @@ class EvidenceStore:
 def verify_evidence(location: str) -> ChainVerdict:
     """Verify the evidence of one run, given its folder (a local path) or URL."""
     return EvidenceStore.at(location).verify()
+
+
+def current_records(store: EvidenceStore, prefix: str, key: Callable[[str], Any] = str) -> list[dict[str, Any]]:
+    """The records named ``<prefix>...json`` at the store's top level (the latest copy of each), sorted by ``key``.
+
+    A record moved aside by a re-run is not current until written again; a missing or altered one
+    is left out here (``verify-evidence`` and the report items name it).
+    """
+    try:
+        entries = store.entries()
+    except GendevError:
+        return []
+    present: dict[str, bool] = {}
+    for entry in entries:
+        present[entry.name] = entry.op == "write"
+        if entry.op == "move" and entry.moved_from:
+            present[entry.moved_from] = False
+    names = sorted((n for n, here in present.items()
+                    if here and n.startswith(prefix) and n.endswith(".json") and "/" not in n), key=key)
+    rows = []
+    for name in names:
+        try:
+            rows.append(json.loads(store.read(name)))
+        except (GendevError, OSError, ValueError):
+            continue
+    return rows

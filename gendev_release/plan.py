@@ -12,10 +12,11 @@ from typing import Any, Literal
 from gendev_release.approvals import GATE_PHASE as APPROVAL_PHASE
 from gendev_release.approvals import gate_tasks
 from gendev_release.catalogue import PHASES
-from gendev_release.spec import SUPPORTED_STRATEGIES, ReleaseSpec
+from gendev_release.spec import ReleaseSpec
 from gendev_release.spec_rules import VERSION_FORMAT, VERSION_MAX_LENGTH, VERSION_PATTERN
+from gendev_release.strategies import POST_PROMOTION_TASK, PlannedStep, plan_strategy
 
-TaskKind = Literal["agent", "sensor", "control", "approval"]
+TaskKind = Literal["agent", "sensor", "control", "approval", "strategy", "watch"]
 
 START_TASK = "start_release"
 GATE_TASK = "release_gate"
@@ -26,8 +27,12 @@ VERIFY_TASK = "failure.verify_restored"
 NOTIFY_TASK = "failure.notify"
 WATCHER_TASK = "release_outcome"
 HEALTH_SENSOR = "post_switch_health"
+#: Before any traffic moves: the new revision's own health, deferred (sensors/health.py PreviewHealthSensor).
+PREVIEW_SENSOR = "preview_health"
 #: The change-window gate: first after start_release, before anything changes (sensors/change_window.py).
 WINDOW_TASK = "change_window"
+#: People let an emergency run through a closed window (operators/approval.py WindowOverrideOperator).
+OVERRIDE_TASK = "change_window_override"
 
 APPROVAL_DOCS = {
     "approval": "People approve in Airflow (Required actions) before traffic moves; a Reject or a timeout aborts.",
@@ -81,9 +86,15 @@ class ReleasePlan:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Waits (deferred) for the change window between start and phase 1; None when the spec has no window.
     window_gate: PlannedTask | None = None
+    #: Before the window gate: people approve an emergency run outside the window (emergency_override only).
+    override_gate: PlannedTask | None = None
+
+    def gates(self) -> list[PlannedTask]:
+        """The tasks between start_release and phase 1, in order."""
+        return [task for task in (self.override_gate, self.window_gate) if task is not None]
 
     def all_tasks(self) -> list[PlannedTask]:
-        tasks = [self.start, *([self.window_gate] if self.window_gate else [])]
+        tasks = [self.start, *self.gates()]
         for phase in self.phases:
             tasks.extend(phase.tasks)
         return [*tasks, self.gate, *self.failure_branch, self.watcher]
@@ -108,11 +119,12 @@ def _params(spec: ReleaseSpec) -> dict[str, dict[str, Any]]:
     return {
         "version": {"type": "string", "pattern": VERSION_PATTERN, "maxLength": VERSION_MAX_LENGTH,
                     "title": "Version", "description": f"Semantic version {VERSION_FORMAT}."},
-        "strategy": {"default": spec.strategy.value, "type": "string",
-                     "enum": [s.value for s in SUPPORTED_STRATEGIES], "title": "Strategy",
-                     "description_md": "Deployment strategy (canary, rolling and feature flags come later)."},
         "dry_run": {"default": False, "type": "boolean", "title": "Dry run",
                     "description_md": "Run phases 1-3 (checks, build, scans) and change nothing on the target."},
+        **({"emergency": {"default": False, "type": "boolean", "title": "Emergency",
+                          "description_md": "Outside the change window: ask an approver to let this run through "
+                                            "now (task change_window_override) instead of waiting."}}
+           if spec.change_window is not None and spec.change_window.emergency_override else {}),
     }
 
 
@@ -120,16 +132,38 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
     """Turn a validated spec into the release plan: seed phase order, failure branch, watcher."""
     start = PlannedTask(START_TASK, "control", "start", doc="Validate the run's parameters and open the run record.")
     previous = START_TASK
-    window_gate = None
+    window_gate = override_gate = None
+    if spec.change_window is not None and spec.change_window.emergency_override:
+        override_gate = PlannedTask(OVERRIDE_TASK, "approval", "emergency", upstream=(START_TASK,),
+                                    doc="An emergency run (trigger conf emergency: true) outside the change window: "
+                                        "one approver lets it through (Required actions); otherwise nothing to ask.")
+        previous = OVERRIDE_TASK
     if spec.change_window is not None:  # before phase 1's backup: nothing has changed while it waits
-        window_gate = PlannedTask(WINDOW_TASK, "control", "change_window", upstream=(START_TASK,),
+        window_gate = PlannedTask(WINDOW_TASK, "control", "change_window", upstream=(previous,),
                                   doc="Wait for the change window (deferred, no worker slot): until it is open "
                                       "and no freeze holds it; nothing has changed yet.")
         previous = WINDOW_TASK
     phases: list[PlannedPhase] = []
+    strategy = plan_strategy(spec)
+
+    def strategy_task(group: str, step: PlannedStep, after: str) -> PlannedTask:
+        return PlannedTask(f"{group}.{step.local_id}", "strategy", step.role, group=group, upstream=(after,),
+                           moves_traffic=True, doc=step.doc)
+
     for phase in PHASES:
         tasks: list[PlannedTask] = []
         for step in phase.steps:
+            if step.moves_traffic:
+                preview = PlannedTask(f"{phase.id}.{PREVIEW_SENSOR}", "sensor", "preview", group=phase.id,
+                                      upstream=(previous,),
+                                      doc="Wait (deferred) until the new revision passes the pre-switch checks on "
+                                          "its own URL; nothing has moved yet.")
+                tasks.append(preview)
+                previous = preview.task_id
+                # the strategy's steps before its promotion (canary weights, rolling batches)
+                for planned in strategy.before_promotion:
+                    tasks.append(strategy_task(phase.id, planned, previous))
+                    previous = tasks[-1].task_id
             task = PlannedTask(f"{phase.id}.{step.id}", "agent", "step", group=phase.id, agent=step.agent,
                                duty=step.duty, step_id=step.id, upstream=(previous,),
                                moves_traffic=step.moves_traffic, doc=step.title)
@@ -141,6 +175,17 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
                                      doc="Wait (deferred) until every health check passes through the router.")
                 tasks.append(sensor)
                 previous = sensor.task_id
+                for planned in strategy.after_promotion:  # feature flags: the flag's steps after deploying dark
+                    tasks.append(strategy_task(phase.id, planned, previous))
+                    previous = tasks[-1].task_id
+                if strategy.post_promotion_seconds > 0:
+                    watch = PlannedTask(f"{phase.id}.{POST_PROMOTION_TASK}", "watch", "post_promotion",
+                                        group=phase.id, upstream=(previous,),
+                                        doc=f"Watch every health check through the router for "
+                                            f"{strategy.post_promotion_seconds:g} s (deferred); a failure rolls "
+                                            "back at once, without re-running any analysis.")
+                    tasks.append(watch)
+                    previous = watch.task_id
         if phase.id == APPROVAL_PHASE:  # people approve after staging, before traffic moves (approvals.py)
             for local_id, role, _ in gate_tasks(spec.approvals):
                 gate_task = PlannedTask(f"{phase.id}.{local_id}", "approval", role, group=phase.id,
@@ -173,7 +218,7 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
         dag_id=spec.dag_id, service=spec.service, description=spec.description or f"Release of {spec.service}",
         spec_data=spec.model_dump(mode="json"), spec_path=str(spec.source) if spec.source else None,
         start=start, phases=tuple(phases), gate=gate, failure_branch=failure, watcher=watcher,
-        params=_params(spec), window_gate=window_gate,
+        params=_params(spec), window_gate=window_gate, override_gate=override_gate,
     )
 
 
@@ -181,6 +226,7 @@ def graph_json(plan: ReleasePlan) -> dict[str, Any]:
     """The ``gendev-release graph --json`` contract."""
     return {
         "dag_id": plan.dag_id,
+        "gates": [{"task_id": t.task_id, "upstream": list(t.upstream)} for t in plan.gates()],
         "phases": [
             {
                 "id": phase.id,
@@ -188,7 +234,9 @@ def graph_json(plan: ReleasePlan) -> dict[str, Any]:
                 "steps": [{"task_id": t.task_id, "agent": t.agent, "duty": t.duty}
                           for t in phase.tasks if t.kind == "agent"],
                 "sensors": [{"task_id": t.task_id, "upstream": list(t.upstream)}
-                            for t in phase.tasks if t.kind == "sensor"],
+                            for t in phase.tasks if t.kind in ("sensor", "watch")],
+                "strategy_steps": [{"task_id": t.task_id, "role": t.role, "upstream": list(t.upstream)}
+                                   for t in phase.tasks if t.kind == "strategy"],
             }
             for phase in plan.phases
         ],

@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
 
 def decide(ctx: DutyContext, failed_tasks: list[str]) -> Decision:
-    """Roll back when this run's version takes traffic now; abort otherwise (nothing of this run serves)."""
+    """Roll back when this run's version takes traffic or took some (a canary step); abort otherwise."""
     record = load_record(ctx)
     status = ctx.target.status()
     active = status.active
-    ours = active is not None and active.run_id == ctx.run_id
+    ours = ctx.target.took_traffic(ctx.run_id)  # this run's revision serves, or served (a canary step)
     decision: Decision = "rollback" if ours and not (record and record.outcome == "refused") else "abort"
     ctx.store.save_record("failure-decision", {
         "decision": decision, "failed_tasks": failed_tasks, "this_run_serving": ours,

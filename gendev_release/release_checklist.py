@@ -475,7 +475,7 @@ def zero_downtime(f: RunFacts) -> Verdict:
     if facts.get("traffic_moved") is not True:
         return not_done("traffic did not move to the new version")
     if not observation.get("requests"):
-        return not_done("blue_green.observe_switch_requests is 0: no request was observed during the switch")
+        return not_done("strategy.observe_switch_requests is 0: no request was observed during the switch")
     by_path: dict[str, Any] = observation["by_path"]
     endpoints = list(dict.fromkeys(e.path for e in f.spec.critical_endpoints))
     failing = [f"{path} {t.get('failed')} of {t.get('observed')}" for path, t in by_path.items() if t.get("failed")]

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from gendev_release.approvals import approvals_markdown, gate_records
 from gendev_release.catalogue import PHASES
+from gendev_release.evidence_store import current_records
 from gendev_release.release_checklist import RunFacts, derive, first_release_reason
 from gendev_release.report import AgentReport, utcnow
 from gendev_release.run_record import ReleaseHistory
+from gendev_release.strategies import POST_PROMOTION_RECORD, STEP_RECORD_PREFIX
 
 if TYPE_CHECKING:
     from gendev_release.context import DutyContext
@@ -48,6 +50,9 @@ def build_release_report(ctx: DutyContext, reports: dict[str, AgentReport], *, o
         "generated_at": utcnow().isoformat(),
         "checklist": checklist, "success_criteria": criteria, "phase_seconds": phase_seconds,
         "approvals": gate_records(ctx.store),
+        "strategy": {"kind": ctx.spec.strategy.kind,
+                     "steps": current_records(ctx.store, STEP_RECORD_PREFIX),
+                     "post_promotion": _post_promotion(ctx)},
         "steps": [{"step_id": r.step_id, "agent": r.agent, "status": r.status,
                    "items": {v.kind: v.passed for v in r.verifications}, "blocking_issues": r.blocking_issues,
                    "deliverables": [d.model_dump() for d in r.deliverables], "metrics": r.metrics}
@@ -67,6 +72,49 @@ def _line(name: str, row: dict[str, Any]) -> str:
     return f"- {MARKS[row['state']]} {name}: {text} _({row['derived_from']})_"
 
 
+def _post_promotion(ctx: DutyContext) -> dict[str, Any] | None:
+    rows = current_records(ctx.store, POST_PROMOTION_RECORD)
+    return rows[-1] if rows else None
+
+
+def progression_markdown(strategy: dict[str, Any] | None) -> list[str]:
+    """The report's ``Progressive delivery`` section: every strategy step with what decided it."""
+    if not strategy or not (strategy.get("steps") or strategy.get("post_promotion")):
+        return []
+    lines = [f"## Progressive delivery ({strategy['kind']})", ""]
+    for step in strategy.get("steps") or []:
+        text = f"- {step.get('step')} ({step.get('percent')} %): **{step.get('outcome')}**"
+        if step.get("router_split"):
+            split = step["router_split"]
+            text += f"; router served {split.get('served')} of {split.get('requests')} requests"
+        if step.get("flag"):
+            flag = step["flag"]
+            text += (f"; flag {flag.get('name')} {flag.get('before')} % -> {flag.get('after')} % "
+                     f"({flag.get('provider')})")
+        lines.append(text)
+        analysis = step.get("analysis")
+        if analysis:
+            canary, baseline = analysis["canary"], analysis["baseline"]
+            stat = analysis.get("statistic")
+            p_value = analysis.get("p_value")
+            lines.append(f"  - analysis ({analysis.get('test')}): canary {canary['samples']} samples, "
+                         f"{canary['error_rate_pct']:g} % errors, p95 {canary['p95_ms']} ms; baseline "
+                         f"{baseline['samples']} samples, {baseline['error_rate_pct']:g} % errors, p95 "
+                         f"{baseline['p95_ms']} ms; U = {stat if stat is None else f'{stat:g}'}, "
+                         f"p-value = {p_value if p_value is None else f'{p_value:.4g}'}")
+            lines += [f"  - failed: {reason}" for reason in analysis.get("reasons") or []]
+        if step.get("health"):
+            lines.append(f"  - health gate: {step['health'].get('reason')}")
+        if step.get("reason"):
+            lines.append(f"  - {step['reason']}")
+        if step.get("undone"):
+            lines.append(f"  - undone: {step['undone']}")
+    watch = strategy.get("post_promotion")
+    if watch:
+        lines.append(f"- post-promotion watch: **{watch.get('status')}**; {watch.get('reason')}")
+    return lines + [""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     previous = report["previous_version"] or f"none ({report.get('first_release') or 'nothing was active'})"
     lines = [f"# Release report: {report['service']} {report['version']}", "",
@@ -77,6 +125,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Success criteria", ""]
     lines += [_line(row["criterion"], row) for row in report["success_criteria"]]
     lines += ["", *approvals_markdown(report.get("approvals") or [])]
+    lines += progression_markdown(report.get("strategy"))
     lines += ["## Steps", "", "| step | agent | status | read | verify | check | report |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for step in report["steps"]:

@@ -59,8 +59,10 @@ def service_lease(home: Path, service: str) -> ServiceLease:
 
 
 def longest_wait(ctx: DutyContext) -> float:
-    """The longest time no task renews the lease: a deferred health wait."""
-    return float(ctx.spec.health.timeout_seconds) + 60.0
+    """The longest time no task renews the lease: a deferred health wait, a strategy's bake or post-promotion watch."""
+    strategy = ctx.spec.strategy
+    return max(float(ctx.spec.health.timeout_seconds), float(getattr(strategy, "bake_seconds", 0.0)),
+               float(strategy.post_promotion_seconds)) + 60.0
 
 
 def load_record(ctx: DutyContext) -> RunRecord | None:
@@ -168,7 +170,7 @@ def open_run(ctx: DutyContext, *, triggered_by: str | None = None) -> RunRecord:
         first = existing is None or not existing.attempts
         if not record.attempts or record.state != RunState.running:
             record.attempts.append(Attempt(number=len(record.attempts) + 1, first_task="start_release"))
-        record.version, record.strategy = ctx.version, ctx.params.strategy.value
+        record.version, record.strategy = ctx.version, ctx.spec.strategy.kind
         record.dry_run, record.environment = ctx.params.dry_run, ctx.spec.environment
         record.triggered_by = record.triggered_by or triggered_by
         record.state, record.outcome, record.reason = RunState.running, None, None

@@ -11,7 +11,7 @@ from typing import Any
 from airflow.sdk import DAG, BaseOperator, Param, TaskGroup
 
 from gendev_release.operators import AGENT_OPERATORS
-from gendev_release.operators.approval import ApprovalGateOperator
+from gendev_release.operators.approval import ApprovalGateOperator, WindowOverrideOperator
 from gendev_release.operators.base import ReleaseOperatorMixin
 from gendev_release.operators.release_control import (
     AbortReleaseOperator,
@@ -25,7 +25,8 @@ from gendev_release.operators.release_control import (
 )
 from gendev_release.plan import PlannedTask, ReleasePlan, plan_release
 from gendev_release.sensors.change_window import ChangeWindowGateOperator
-from gendev_release.sensors.health import HealthCheckSensor
+from gendev_release.sensors.health import HealthCheckSensor, PreviewHealthSensor
+from gendev_release.sensors.progressive import PostPromotionOperator, StrategyStepOperator
 from gendev_release.spec import ReleaseSpec
 
 _CONTROL: dict[str, type[ReleaseOperatorMixin]] = {
@@ -51,7 +52,14 @@ def _operator(plan: ReleasePlan, task: PlannedTask) -> BaseOperator:
     if task.kind == "agent":
         return AGENT_OPERATORS[task.agent or ""].for_step(step_id=task.step_id or "", **common)
     if task.kind == "sensor":
-        return HealthCheckSensor.for_release(poke_interval=1.0, **common)
+        sensor = PreviewHealthSensor if task.role == "preview" else HealthCheckSensor
+        return sensor.for_release(poke_interval=1.0, **common)
+    if task.kind == "strategy":
+        return StrategyStepOperator.for_step(local_step=_local_id(task), **common)
+    if task.kind == "watch":
+        return PostPromotionOperator.for_release(**common)
+    if task.kind == "approval" and task.role == "emergency":
+        return WindowOverrideOperator.for_override(**common)
     if task.kind == "approval":
         return ApprovalGateOperator.for_gate(gate_task=_local_id(task), **common)
     operator = _CONTROL[task.role].for_release(**common)
@@ -77,8 +85,8 @@ def render(plan: ReleasePlan, *, dag_kwargs: dict[str, Any] | None = None) -> DA
     operators: dict[str, BaseOperator] = {}
     with DAG(**kwargs) as dag:
         operators[plan.start.task_id] = _operator(plan, plan.start)
-        if plan.window_gate is not None:
-            operators[plan.window_gate.task_id] = _operator(plan, plan.window_gate)
+        for gate in plan.gates():
+            operators[gate.task_id] = _operator(plan, gate)
         for phase in plan.phases:
             with TaskGroup(phase.id, tooltip=f"Phase {phase.number}: {phase.title}",
                            group_display_name=f"{phase.number}. {phase.title}"):

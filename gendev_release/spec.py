@@ -17,8 +17,9 @@ Nothing here imports Airflow: ``gendev-release validate``, ``schema`` and ``grap
 
 from __future__ import annotations
 
+import json
 import re
-from enum import Enum
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -83,17 +84,6 @@ from gendev_release.webhook_rules import (
     check_endpoint,
     refuse_secret,
 )
-
-
-class Strategy(str, Enum):
-    blue_green = "blue_green"
-    canary = "canary"
-    rolling = "rolling"
-    feature_flag = "feature_flag"
-
-
-#: Strategies the engine can execute today; the others are refused with a clear message.
-SUPPORTED_STRATEGIES: tuple[Strategy, ...] = (Strategy.blue_green,)
 
 
 class _Model(BaseModel):
@@ -187,8 +177,9 @@ class LocalTargetSpec(_Model):
     command: Command = Field(default_factory=lambda: list(DEMO_SERVICE_COMMAND),
                              description="argv that starts one version on {port}; default: the demo service")
     router: Literal["builtin", "nginx"] = Field(
-        "builtin", description="What routes traffic to the slots. builtin: the small Python router (all traffic "
-                               "to one slot); nginx: this target's own nginx on loopback (Debian package nginx) "
+        "builtin", description="What routes traffic to the slots. builtin: the small Python router (weighted "
+                               "round robin over the recorded split); "
+                               "nginx: this target's own nginx on loopback (Debian package nginx) "
                                "with weighted upstreams, each change checked with nginx -t before nginx -s reload.")
     router_port: int = Field(0, ge=0, le=65535, description="Stable front port; 0 picks a free one once.")
     startup_timeout_seconds: float = Field(20.0, gt=0, le=600)
@@ -316,22 +307,35 @@ TARGET_KINDS: dict[str, type[LocalTargetSpec] | type[CommandTargetSpec] | type[H
     "local": LocalTargetSpec, "command": CommandTargetSpec, "http": HttpTargetSpec}
 
 
-def _one_target(value: Any, handler: ValidatorFunctionWrapHandler) -> LocalTargetSpec | CommandTargetSpec | \
-        HttpTargetSpec:
-    """Validate ``target`` with the model its ``kind`` names (default ``local``), so errors name the spec's field."""
-    if isinstance(value, LocalTargetSpec | CommandTargetSpec | HttpTargetSpec):
-        return value
-    if not isinstance(value, dict):
-        raise ValueError(f"target is a mapping such as {{kind: local}}, got {type(value).__name__}")
-    kind = value.get("kind", "local")
-    model = TARGET_KINDS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise ValueError(f"unknown target kind {clip(kind)}; use one of: {', '.join(TARGET_KINDS)}")
-    return model.model_validate(value)
+def one_of_kinds(kinds: dict[str, Any], default: str | None, noun: str, shape: str) -> Callable[..., Any]:
+    """A wrap validator choosing the model by ``kind`` (``default`` when absent; None: required).
+
+    Done here rather than by a pydantic discriminator, whose errors would name the tag
+    (``channels.0.webhook.conn_id``) instead of the spec's field (``channels.0.conn_id``).
+    :param shape: how the message describes the value, e.g. ``target is a mapping such as {kind: local}``.
+    """
+    models = tuple(kinds.values())
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if isinstance(value, models):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{shape}, got {type(value).__name__}")
+        kind = value.get("kind", default)
+        if kind is None:
+            raise ValueError(f"{noun} kind is required; use one of: {', '.join(kinds)}")
+        model = kinds.get(kind) if isinstance(kind, str) else None
+        if model is None:
+            raise ValueError(f"unknown {noun} kind {clip(kind)}; use one of: {', '.join(kinds)}")
+        return model.model_validate(value)
+
+    return validate
 
 
 #: Where the service runs, chosen by ``kind``.
-TargetSpec = Annotated[LocalTargetSpec | CommandTargetSpec | HttpTargetSpec, WrapValidator(_one_target)]
+TargetSpec = Annotated[LocalTargetSpec | CommandTargetSpec | HttpTargetSpec,
+                       WrapValidator(one_of_kinds(TARGET_KINDS, "local", "target",
+                                                  "target is a mapping such as {kind: local}"))]
 
 
 class HealthCheck(_Model):
@@ -436,25 +440,9 @@ class WebhookChannel(_Model):
 CHANNEL_KINDS: dict[str, type[FileChannel] | type[WebhookChannel]] = {"file": FileChannel, "webhook": WebhookChannel}
 
 
-def _one_channel(value: Any, handler: ValidatorFunctionWrapHandler) -> FileChannel | WebhookChannel:
-    """Validate a channel with the model its ``kind`` names (default ``file``).
-
-    Done here rather than by a pydantic discriminator, whose errors would name the tag
-    (``channels.0.webhook.conn_id``) instead of the spec's field (``channels.0.conn_id``).
-    """
-    if isinstance(value, FileChannel | WebhookChannel):
-        return value
-    if not isinstance(value, dict):
-        raise ValueError(f"a channel is a mapping such as {{kind: file, path: ...}}, got {type(value).__name__}")
-    kind = value.get("kind", "file")
-    model = CHANNEL_KINDS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise ValueError(f"unknown channel kind {clip(kind)}; use one of: {', '.join(CHANNEL_KINDS)}")
-    return model.model_validate(value)
-
-
 #: A notification channel, chosen by ``kind``.
-Channel = Annotated[FileChannel | WebhookChannel, WrapValidator(_one_channel)]
+Channel = Annotated[FileChannel | WebhookChannel, WrapValidator(one_of_kinds(
+    CHANNEL_KINDS, "file", "channel", "a channel is a mapping such as {kind: file, path: ...}"))]
 
 
 class Notifications(_Model):
@@ -547,8 +535,11 @@ class ChangeWindow(_Model):
                                   description="Longest a run waits for the window to open; a window that opens later "
                                               "fails the run before anything changed (0: a closed window fails it "
                                               "at once).")
-    emergency_override: bool = Field(False, description="Reserved: release outside the window after an approval "
-                                                        "(needs the approval gate; refused until it exists).")
+    emergency_override: bool = Field(
+        False, description="Let a run triggered with emergency: true pass a closed window once one person of "
+                           "approvals.approvers (not the one who triggered it) approves, in Airflow's Required "
+                           "actions (task change_window_override); a reject or a timeout aborts before anything "
+                           "changed, and the decision is recorded.")
 
     @field_validator("timezone")
     @classmethod
@@ -561,10 +552,6 @@ class ChangeWindow(_Model):
                     *freeze_bounds(f.start, f.end, self.timezone)) for i, f in enumerate(self.freeze)]
         for field, message in freeze_problems(periods):
             raise ValueError(f"@{field}: {message}")
-        if self.emergency_override:
-            raise ValueError("@emergency_override: an emergency override needs an approval by people (the approval "
-                             "gate of issue 7), which this version does not have yet; remove it (the release then "
-                             "waits for the window, at most max_wait_hours)")
         return self
 
 
@@ -991,12 +978,168 @@ class ReleaseNotesInputs(_Model):
                           "details' or 'Changelog' section. Generated from the git range when absent.")
 
 
-class BlueGreenSettings(_Model):
+# ------------------------------------------------------------------------------- strategies
+#: What ``strategy`` was before it became a mapping; :func:`_old_strategy_form` says how to rewrite it.
+STRATEGY_KINDS = ("blue_green", "canary", "rolling", "feature_flags")
+
+
+class _StrategyBase(_Model):
     pre_switch_checks: list[str] | None = Field(
-        None, description="Health checks the staged slot must pass before traffic moves (default: all)."
-    )
+        None, description="Health checks the new revision must pass on its own URL before traffic moves to it "
+                          "(default: all).")
     observe_switch_requests: int = Field(20, ge=0, le=10000,
-                                         description="Requests sent through the router while switching.")
+                                         description="Requests sent through the router while the last step moves "
+                                                     "all traffic (zero-downtime evidence).")
+    post_promotion_seconds: float = Field(
+        5.0, ge=0, le=86400,
+        description="After promotion: watch every health check through the router for this long (deferred); a "
+                    "failure rolls back at once, without re-running any analysis. 0 skips the watch.")
+
+
+class BlueGreenStrategy(_StrategyBase):
+    """Deploy the idle slot, check it, move all traffic at once; the old slot stays for a switch back."""
+
+    kind: Literal["blue_green"]
+    scale_down_delay_seconds: float = Field(
+        30.0, ge=0, le=86400,
+        description="The old slot keeps running at least this long after promotion (Argo's scaleDownDelay); this "
+                    "engine keeps it until the next release replaces it, so a rollback is always a switch back.")
+
+
+class CanaryAnalysis(_Model):
+    """How each canary step is judged: canary against baseline, sampled directly on both revisions."""
+
+    interval_seconds: float = Field(0.2, gt=0, le=60,
+                                    description="Time between sampling rounds (each round asks every critical "
+                                                "endpoint on the canary and on the baseline).")
+    min_samples: int = Field(20, ge=5, le=100000, description="Samples each side needs, else the analysis fails.")
+    max_error_rate_pct: float | None = Field(
+        None, ge=0, le=100,
+        description="Canary 5xx/no-answer share allowed (default: quality_gates.max_error_rate_pct).")
+    p95_latency_ms: float | None = Field(
+        None, gt=0, description="Canary p95 latency allowed (default: quality_gates.p95_latency_ms).")
+    alpha: float = Field(0.01, gt=0, lt=0.5,
+                         description="Mann-Whitney U (one-sided: canary slower than baseline) fails the step when "
+                                     "its p-value is below alpha and the canary's median is slower by more than "
+                                     "min_latency_shift_ms.")
+    min_latency_shift_ms: float = Field(
+        5.0, ge=0, description="A slower canary median that matters; smaller shifts never fail (loopback jitter).")
+
+
+class CanaryStrategy(_StrategyBase):
+    """Weighted steps; after each one a bake and an analysis; a failed analysis takes the canary back to 0 %."""
+
+    kind: Literal["canary"]
+    steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 100], min_length=1, max_length=20,
+                             description="Canary weights in percent, rising, ending at 100 (the promotion).")
+    bake_seconds: float = Field(10.0, gt=0, le=86400,
+                                description="How long each step bakes (deferred) while samples are taken.")
+    analysis: CanaryAnalysis = Field(default_factory=CanaryAnalysis)
+    on_failed_analysis: Literal["rollback"] = Field(
+        "rollback", description="rollback: canary weight to 0 and the release rolls back. (A pause for a human "
+                                "decision is not built yet.)")
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_100(cls, value: list[int]) -> list[int]:
+        return check_steps(value, "steps")
+
+
+class RollingStrategy(_StrategyBase):
+    """Replace the instances a batch at a time, each batch health-gated (deferred)."""
+
+    kind: Literal["rolling"]
+    instances: int = Field(4, ge=1, le=1000, description="Instances serving the service.")
+    batch_size: int = Field(1, ge=1, le=1000, description="Instances replaced per batch.")
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> RollingStrategy:
+        if self.batch_size > self.instances:
+            raise ValueError(f"@batch_size: {self.batch_size} is more than instances ({self.instances})")
+        return self
+
+    def batch_weights(self) -> list[int]:
+        """The new version's share of traffic after each batch (the last is 100)."""
+        counts = list(range(self.batch_size, self.instances, self.batch_size)) + [self.instances]
+        return [count * 100 // self.instances for count in counts]
+
+
+class FileFlagProvider(_Model):
+    kind: Literal["file"]
+    path: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*\.json$",
+        description="A JSON file {flag: percent} under $GENDEV_HOME/flags/ (default: <service>.json); the service "
+                    "reads it (the local target's command can name it as {flags_file}).")
+
+
+class HttpFlagProvider(_Model):
+    """A flag service: ``PUT <endpoint>/<flag>`` with ``{"percent": n}``; ``GET`` answers ``{"percent": n}``."""
+
+    kind: Literal["http"]
+    conn_id: str = Field(description="Airflow HTTP connection of the flag service (host, credentials).")
+    endpoint: str = Field("/flags", description="Path of the flags collection on the connection's host.")
+
+    _check_conn_id = field_validator("conn_id")(lambda cls, v: check_conn_id(v))
+    _check_endpoint = field_validator("endpoint")(lambda cls, v: check_endpoint(v))
+
+
+FlagProvider = Annotated[FileFlagProvider | HttpFlagProvider, WrapValidator(one_of_kinds(
+    {"file": FileFlagProvider, "http": HttpFlagProvider}, None, "flag provider",
+    "a flag provider is a mapping such as {kind: file}"))]
+
+
+class FeatureFlagStrategy(_StrategyBase):
+    """Deploy dark (all traffic, flag off), then raise the flag's percentage in steps; rollback turns it off."""
+
+    kind: Literal["feature_flags"]
+    flag: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,62}$", description="The flag that guards the new behaviour.")
+    provider: FlagProvider = Field(description="Where the flag lives: file or http.")
+    steps: list[int] = Field(default_factory=lambda: [10, 50, 100], min_length=1, max_length=20,
+                             description="Flag percentages, rising, ending at 100.")
+    bake_seconds: float = Field(10.0, gt=0, le=86400, description="How long each step bakes (deferred).")
+    analysis: CanaryAnalysis = Field(default_factory=CanaryAnalysis)
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_100(cls, value: list[int]) -> list[int]:
+        return check_steps(value, "steps")
+
+
+def check_steps(value: list[int], field: str) -> list[int]:
+    """Percentages 1..100, strictly rising, the last one 100."""
+    for index, percent in enumerate(value):
+        if not 0 < percent <= 100:
+            raise ValueError(f"{field}[{index}] = {percent}: a step is a percent from 1 to 100")
+        if index and percent <= value[index - 1]:
+            raise ValueError(f"{field} must rise: {value[index - 1]} then {percent}")
+    if value[-1] != 100:
+        raise ValueError(f"{field} must end at 100 (the promotion), got {value}")
+    return value
+
+
+STRATEGY_MODELS = {"blue_green": BlueGreenStrategy, "canary": CanaryStrategy, "rolling": RollingStrategy,
+                   "feature_flags": FeatureFlagStrategy}
+StrategySettings = Annotated[BlueGreenStrategy | CanaryStrategy | RollingStrategy | FeatureFlagStrategy,
+                             WrapValidator(one_of_kinds(STRATEGY_MODELS, "blue_green", "strategy",
+                                                        "strategy is a mapping such as {kind: canary, steps: [10, "
+                                                        "50, 100]}"))]
+
+
+def _old_strategy_form(data: Any) -> Any:
+    """Refuse the pre-registry form (``strategy: blue_green`` plus a ``blue_green:`` block) with the rewrite."""
+    if not isinstance(data, dict):
+        return data
+    value = data.get("strategy")
+    if isinstance(value, str) or "blue_green" in data:
+        kind = value if isinstance(value, str) else "blue_green"
+        block = data.get("blue_green")
+        settings: dict[str, Any] = block if isinstance(block, dict) else {}
+        inner = ", ".join([f"kind: {kind}", *(f"{k}: {json.dumps(v)}" for k, v in settings.items())])
+        where = "@strategy" if isinstance(value, str) else "@blue_green"
+        raise ValueError(f"{where}: the strategy is now one mapping with its settings (and no longer a trigger "
+                         f"parameter); rewrite it as  strategy: {{{inner}}}  and drop the blue_green block "
+                         f"(kinds: {', '.join(STRATEGY_KINDS)})")
+    return data
 
 
 class ReleaseSpec(_Model):
@@ -1013,8 +1156,10 @@ class ReleaseSpec(_Model):
 
     service: str = Field(pattern=SERVICE_PATTERN, description="Lower-case name; the DAG is release__<service>.")
     environment: Literal["development", "staging", "production"] = "production"
-    strategy: Strategy = Strategy.blue_green
-    blue_green: BlueGreenSettings = Field(default_factory=BlueGreenSettings)
+    strategy: StrategySettings = Field(
+        default_factory=lambda: BlueGreenStrategy(kind="blue_green"),
+        description="How traffic moves: a mapping with kind blue_green (default), canary, rolling or feature_flags "
+                    "and that kind's settings.")
     description: str = ""
     target: TargetSpec = Field(default_factory=LocalTargetSpec)
     health: HealthPolicy
@@ -1039,10 +1184,10 @@ class ReleaseSpec(_Model):
 
     _source: Path | None = PrivateAttr(default=None)
 
-    @field_validator("strategy")
+    @model_validator(mode="before")
     @classmethod
-    def _strategy_supported(cls, value: Strategy) -> Strategy:
-        return require_supported_strategy(value)
+    def _strategy_mapping(cls, data: Any) -> Any:
+        return _old_strategy_form(data)
 
     @model_validator(mode="after")
     def _production_needs_gates(self) -> ReleaseSpec:
@@ -1052,11 +1197,27 @@ class ReleaseSpec(_Model):
         return self
 
     @model_validator(mode="after")
+    def _override_needs_approvers(self) -> ReleaseSpec:
+        if self.change_window is not None and self.change_window.emergency_override and self.approvals is None:
+            raise ValueError("@change_window.emergency_override: people approve an emergency override; give "
+                             "approvals (its approvers decide it)")
+        return self
+
+    @model_validator(mode="after")
+    def _flags_file_needs_a_file_provider(self) -> ReleaseSpec:
+        command = getattr(self.target, "command", None) or []
+        if any("{flags_file}" in element for element in command) and not (
+                self.strategy.kind == "feature_flags" and self.strategy.provider.kind == "file"):
+            raise ValueError("@target.command: uses {flags_file}, which only a feature_flags strategy with a file "
+                             "provider fills")
+        return self
+
+    @model_validator(mode="after")
     def _pre_switch_checks_exist(self) -> ReleaseSpec:
         names = {check.name for check in self.health.checks}
-        for name in self.blue_green.pre_switch_checks or []:
+        for name in self.strategy.pre_switch_checks or []:
             if name not in names:
-                raise ValueError(f"@blue_green.pre_switch_checks: names {name!r}, which is not in health.checks "
+                raise ValueError(f"@strategy.pre_switch_checks: names {name!r}, which is not in health.checks "
                                  f"({', '.join(sorted(names))})")
         return self
 
@@ -1124,14 +1285,6 @@ def dag_id_for(service: str) -> str:
     return f"release__{service.replace('-', '_')}"
 
 
-def require_supported_strategy(value: Strategy | str) -> Strategy:
-    strategy = Strategy(value)
-    if strategy not in SUPPORTED_STRATEGIES:
-        supported = ", ".join(s.value for s in SUPPORTED_STRATEGIES)
-        raise ValueError(f"strategy {strategy.value!r} is not supported yet; use one of: {supported}")
-    return strategy
-
-
 # ------------------------------------------------------------------------------------- loading
 def parse_spec(data: Any, source: str = "<spec>", path: Path | None = None) -> ReleaseSpec:
     """Validate already-parsed YAML data; raise :class:`SpecError` naming every bad field."""
@@ -1172,7 +1325,9 @@ def json_schema() -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- run parameters
 #: What a run may set: Airflow's trigger form and conf, ``--set`` on the command line.
-RUN_PARAMETERS = ("version", "strategy", "dry_run")
+RUN_PARAMETERS = ("version", "dry_run", "emergency")
+STRATEGY_NOT_A_PARAMETER = ("strategy is no longer a run parameter: a canary or a rolling release needs its own "
+                            "DAG shape, so it is set in the spec (strategy: {{kind: ...}}; this spec: {kind})")
 VERSION_REQUIRED = ('version is required: every run names the version it releases (trigger conf '
                     '{"version": "1.4.2"} or `--set version=1.4.2`); ' + VERSION_FORMAT)
 
@@ -1181,20 +1336,15 @@ class RunParams(_Model):
     """One run's parameters (the trigger form's Params), built by :func:`run_params`."""
 
     version: str
-    strategy: Strategy
     dry_run: bool = False
+    emergency: bool = False
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_format(cls, value: Any) -> str:
         return check_version(value)
 
-    @field_validator("strategy")
-    @classmethod
-    def _strategy_supported(cls, value: Strategy) -> Strategy:
-        return require_supported_strategy(value)
-
-    @field_validator("dry_run", mode="before")
+    @field_validator("dry_run", "emergency", mode="before")
     @classmethod
     def _dry_run_is_boolean(cls, value: Any) -> bool:
         if not isinstance(value, bool):
@@ -1205,19 +1355,25 @@ class RunParams(_Model):
 def run_params(spec: ReleaseSpec, overrides: dict[str, Any] | None, source: str = "params") -> RunParams:
     """A run's parameters, validated; raise :class:`SpecError` naming every bad one.
 
-    :param spec: the release spec; it gives the default strategy, never the version.
+    :param spec: the release spec; it never gives the version.
     :param overrides: the run's values (Airflow's params and trigger conf, or ``--set``). Unknown
-        keys are refused; ``version`` is required (:func:`check_version`); ``strategy`` and
-        ``dry_run`` may be absent or None (the spec's strategy; no dry run).
+        keys are refused (``strategy`` with the advice to set it in the spec); ``version`` is
+        required (:func:`check_version`); ``dry_run`` may be absent or None (no dry run).
     :param source: where the values came from, for the messages (``params``, ``--set``).
     """
     given = dict(overrides or {})
-    problems = [SpecProblem(field_name((key,)), f"unknown run parameter; allowed: {', '.join(RUN_PARAMETERS)}")
+    problems = [SpecProblem(field_name((key,)), STRATEGY_NOT_A_PARAMETER.format(kind=spec.strategy.kind)
+                            if key == "strategy" else
+                            f"unknown run parameter; allowed: {', '.join(RUN_PARAMETERS)}")
                 for key in given if key not in RUN_PARAMETERS]
-    values: dict[str, Any] = {"strategy": spec.strategy.value, "dry_run": False}
+    values: dict[str, Any] = {"dry_run": False, "emergency": False}
     values.update({key: value for key, value in given.items() if key in RUN_PARAMETERS and value is not None})
     if "version" not in values:
         problems.append(SpecProblem("version", VERSION_REQUIRED))
+    window = spec.change_window
+    if values.get("emergency") is True and not (window is not None and window.emergency_override):
+        problems.append(SpecProblem("emergency", "this release does not allow an emergency override "
+                                                 "(change_window.emergency_override is not set in its spec)"))
     params = None
     try:
         params = RunParams.model_validate(values)

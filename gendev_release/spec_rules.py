@@ -54,7 +54,7 @@ SERVICE_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 
 #: Placeholders a command element may contain; each is replaced by one whole value.
 PLACEHOLDERS = frozenset({"python", "version", "previous_version", "service", "workdir", "spec_dir",
-                          "artifacts_dir", "port", "environment", "url"})
+                          "artifacts_dir", "port", "environment", "url", "flags_file"})
 PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "csh", "tcsh", "fish", "cmd", "cmd.exe",
                      "powershell", "pwsh"})

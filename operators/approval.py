@@ -28,6 +28,7 @@ from airflow.sdk.execution_time.hitl import upsert_hitl_detail
 
 from gendev_release.approvals import (
     APPROVE,
+    EMERGENCY,
     GATE_PHASE,
     OPTIONS,
     REJECT,
@@ -48,10 +49,12 @@ from gendev_release.approvals import (
     stop_reasons,
     utcnow,
 )
+from gendev_release.change_window import evaluate
 from gendev_release.context import DutyContext
 from gendev_release.lease import lease_ttl
 from gendev_release.operators.base import ReleaseOperatorMixin, fail_fast
 from gendev_release.release_run import load_record, send_notification, service_lease, update_record
+from gendev_release.sensors.change_window import OVERRIDE_TASK, WindowOverride
 from gendev_release.spec import Approvals, ReleaseSpec
 
 COMMENT_PARAM = "comment"
@@ -319,4 +322,79 @@ class ApprovalGateOperator(HITLOperator, ReleaseOperatorMixin):
             f"**{APPROVE}** lets the release continue; **{REJECT}** aborts it (the staged version is stopped, "
             "the serving version keeps serving). Give a comment: it is kept in the release's evidence.",
         ]
+        return subject, "\n".join(lines)
+
+
+class WindowOverrideOperator(ApprovalGateOperator):
+    """``change_window_override``: people let an emergency release through a closed change window.
+
+    It runs before the change-window gate and asks only when the run was triggered with
+    ``emergency: true`` *and* the window is closed now; otherwise it hands on nothing and the gate
+    decides as always. One person of ``approvals.approvers`` other than the one who triggered the
+    run approves (Airflow's Required actions); a Reject or a timeout fails the task, so the release
+    is aborted before anything changed. The approval is handed on as a
+    :class:`~gendev_release.sensors.change_window.WindowOverride`, which the gate records.
+    """
+
+    @classmethod
+    def for_override(cls, *, spec_data: dict[str, Any], spec_path: str | None = None,
+                     **kwargs: Any) -> WindowOverrideOperator:
+        operator = cls.for_gate(gate_task=OVERRIDE_TASK, spec_data=spec_data, spec_path=spec_path, **kwargs)
+        operator.subject = f"Approve an emergency release of {spec_data.get('service', 'the service')} outside " \
+                           "its change window"
+        assert isinstance(operator, WindowOverrideOperator)
+        return operator
+
+    def _open(self, context: Context, ctx: DutyContext) -> GateRecord:
+        spec = ctx.spec
+        approvals, window = spec.approvals, spec.change_window
+        triggered_by = getattr(context["dag_run"], "triggering_user_name", None)
+        record = GateRecord(task_id=self.task_id, role=EMERGENCY, number=1, required=1, service=spec.service,
+                            version=ctx.version, triggered_by=triggered_by, on_timeout="reject")
+        if not ctx.params.emergency:
+            return record.decide("not_required", "the run asks for no emergency override (trigger conf "
+                                                 "emergency: true)")
+        if window is None or approvals is None or not window.emergency_override:
+            return record.decide("rejected", "this spec allows no emergency override (change_window."
+                                             "emergency_override and approvals)")
+        now = utcnow()
+        state = evaluate(window, now)
+        if state.open:
+            return record.decide("not_required", f"the change window is open ({state.reason}): no override needed")
+        record.stop_reasons = [f"emergency override requested by {triggered_by or 'nobody (scheduled)'}: the change "
+                               f"window is {state.reason}"]
+        try:
+            record.approvers = resolve_approvers(approvals.approvers, role_members)
+            record.not_users = self._not_users(record.approvers)
+            record.eligible = eligible(record.approvers, triggered_by, record.not_users)
+            record.opened_at, record.deadline = now, deadline_after(now, approvals.timeout_minutes)
+            problem = shortfall(record.approvers, record.eligible, 1, triggered_by, [], record.not_users)
+        except ApprovalError as exc:
+            problem = str(exc)
+        if not problem and triggered_by == DAG_TEST_USER:
+            problem = ("an emergency override needs a person's approval, and dag.test (gendev-release run) never "
+                       "resumes a Human-in-the-loop task; trigger it in a running Airflow")
+        return record.decide("rejected", problem) if problem else record
+
+    def _finish(self, ctx: DutyContext, record: GateRecord, *, keep_earlier: bool) -> dict[str, Any]:
+        super()._finish(ctx, record, keep_earlier=keep_earlier)  # records it; a rejection fails the task here
+        if record.outcome != "approved":
+            return {}  # nothing handed on: the gate decides on the clock alone
+        who = [record.decided_by.name] if record.decided_by else approved_users([record])
+        override = WindowOverride(approved=True, approvers=who, decided_at=record.decided_at or utcnow(),
+                                  comment=record.comment or "")
+        return override.model_dump(mode="json")
+
+    def _request_text(self, ctx: DutyContext, record: GateRecord) -> tuple[str, str]:
+        subject = f"Emergency release of {ctx.spec.service} {ctx.version} outside its change window"
+        lines = [
+            f"**{ctx.spec.service} {ctx.version}** was triggered as an emergency: it asks to run although its "
+            "change window is closed. Nothing has changed yet.", "",
+            *[f"- {reason}" for reason in record.stop_reasons],
+            f"- Active version: {ctx.target.current_version() or 'nothing'}",
+            f"- Who may answer: {', '.join(record.eligible)} (not {record.triggered_by or 'the scheduler'}, who "
+            "triggered it)",
+            f"- Deadline: {record.deadline.isoformat() if record.deadline else '-'}; then the release is rejected",
+            "", f"**{APPROVE}** lets it run now (every later gate still applies); **{REJECT}** aborts it. Give a "
+            "comment: it is kept in the release's evidence."]
         return subject, "\n".join(lines)

@@ -36,7 +36,7 @@ from gendev_release.lease import LeaseKeeper, lease_ttl
 from gendev_release.release_run import begin_task, hold_lease, load_record, longest_wait, service_lease
 from gendev_release.report import AgentReport
 from gendev_release.serving import check_serving, guidance
-from gendev_release.spec import ReleaseSpec, RunParams, run_params, spec_from_json
+from gendev_release.spec import RUN_PARAMETERS, ReleaseSpec, RunParams, run_params, spec_from_json
 from gendev_release.targets import make_target
 
 #: Phases from this number on change the target; a dry run skips them.
@@ -44,7 +44,6 @@ FIRST_CHANGING_PHASE = 4
 #: From this phase on (after the step that moves traffic) every step needs this run's version serving.
 FIRST_SERVING_PHASE = 5
 TRAFFIC_STEP = "execute_strategy"
-RUN_PARAMETERS = ("version", "strategy", "dry_run")
 
 R = TypeVar("R", bound="ReleaseOperatorMixin")
 

@@ -72,7 +72,7 @@ class StartReleaseOperator(_ReleaseControlOperator):
                                    version=ctx.version, triggered_by=triggered_by)
                 raise
             self.log.info("release %s %s (%s%s); serving before the release: %s; last verified: %s",
-                          spec.service, ctx.version, ctx.params.strategy.value,
+                          spec.service, ctx.version, ctx.spec.strategy.kind,
                           ", dry run" if ctx.params.dry_run else "",
                           record.previous_version or "nothing (first release)", record.last_verified_version or "none")
             if record.restored_before_release:

@@ -74,6 +74,25 @@ class SamplingEvent(TypedDict):
     samples: list[SampleRow]
 
 
+class RequestRow(TypedDict):
+    group: str
+    path: str
+    status: int | None
+    ms: float
+    error: str | None
+
+
+class RequestSamplingEvent(TypedDict):
+    status: Literal["success", "failed"]
+    urls: dict[str, str]
+    started_at: float
+    until: float
+    ended_at: float
+    rounds: int
+    reason: str
+    samples: list[RequestRow]
+
+
 class WindowEvent(TypedDict):
     status: Literal["open", "failed"]
     requested_at: float

@@ -9,6 +9,8 @@ and derives its classpath from the class.
 * :class:`HealthCheckTrigger`: health checks until N consecutive healthy rounds (post-switch health);
 * :class:`ObservationWindowTrigger`: a bake or observation window sampling health until a wall-clock end;
 * :class:`MetricSamplingTrigger`: metric samples over a window, from a metrics URL or a Prometheus query;
+* :class:`RequestSamplingTrigger`: requests to two sides (canary and baseline, or flag on and off) over
+  a bake, for the canary analysis (:mod:`gendev_release.strategies.analysis`);
 * :class:`ChangeWindowTrigger`: waits until the change window opens.
 """
 
@@ -43,6 +45,8 @@ from gendev_release.sensors.events import (
     BakeEvent,
     CheckRow,
     HealthEvent,
+    RequestRow,
+    RequestSamplingEvent,
     RoundRow,
     SampleRow,
     SamplingEvent,
@@ -246,6 +250,67 @@ class MetricSamplingTrigger(BaseTrigger):
                                          url=self.url, query=self.query, started_at=self.started_at,
                                          until=self.until, reason=verdict.reason,
                                          samples=[sample_row(s) for s in gate.samples[-MAX_EVENT_ITEMS:]]))
+
+
+class RequestSamplingTrigger(BaseTrigger):
+    """Request every path on every URL once per round until ``until`` (epoch seconds): the bake of a canary step.
+
+    :param urls: side -> base URL (``{"canary": ..., "baseline": ...}``), or one URL when ``group_header``
+        splits the answers (``{"router": ...}`` with ``X-Gendev-Flag``: on / off).
+    :param group_header: the response header that names a sample's side instead of its URL.
+    Each side keeps at most :data:`MAX_EVENT_ITEMS` samples; the window always runs to its end.
+    """
+
+    def __init__(self, *, urls: dict[str, str], paths: list[str], started_at: float, until: float,
+                 interval_seconds: float, group_header: str | None = None, timeout_seconds: float = 5.0) -> None:
+        super().__init__()
+        self.urls = urls
+        self.paths = paths
+        self.started_at = started_at
+        self.until = until
+        self.interval_seconds = interval_seconds
+        self.group_header = group_header
+        self.timeout_seconds = timeout_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (classpath(self),
+                {"urls": self.urls, "paths": self.paths, "started_at": self.started_at, "until": self.until,
+                 "interval_seconds": self.interval_seconds, "group_header": self.group_header,
+                 "timeout_seconds": self.timeout_seconds})
+
+    async def _request(self, client: httpx.AsyncClient, side: str, url: str, path: str) -> RequestRow:
+        started = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        group = side
+        try:
+            response = await client.get(url.rstrip("/") + path, timeout=self.timeout_seconds)
+            status = response.status_code
+            if self.group_header:
+                group = response.headers.get(self.group_header, "missing").strip().lower()[:40]
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        return RequestRow(group=group, path=path, status=status, ms=round((time.monotonic() - started) * 1000, 3),
+                          error=error)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        samples: list[RequestRow] = []
+        counts: dict[str, int] = {}
+        rounds = 0
+        async with httpx.AsyncClient() as client:
+            while rounds == 0 or time.time() < self.until:  # a triggerer back after the end still samples once
+                rounds += 1
+                for path in self.paths:
+                    for side, url in self.urls.items():
+                        row = await self._request(client, side, url, path)
+                        if counts.get(row["group"], 0) < MAX_EVENT_ITEMS:
+                            counts[row["group"]] = counts.get(row["group"], 0) + 1
+                            samples.append(row)
+                await asyncio.sleep(max(0.0, min(self.interval_seconds, self.until - time.time())))
+        self.log.info("sampled %d round(s): %s", rounds, ", ".join(f"{g} {n}" for g, n in sorted(counts.items())))
+        yield TriggerEvent(RequestSamplingEvent(
+            status="success", urls=self.urls, started_at=self.started_at, until=self.until, ended_at=time.time(),
+            rounds=rounds, reason=f"{rounds} round(s) over {len(self.paths)} path(s)", samples=samples))
 
 
 class ChangeWindowTrigger(BaseTrigger):

@@ -518,7 +518,7 @@ def test_the_gate_sits_between_phase_4_and_the_traffic_switch() -> None:
     assert dag.get_task(ids[0]).upstream_task_ids == {"p4_environment.hardening"}
     assert dag.get_task(ids[1]).upstream_task_ids == {ids[0]}
     assert dag.get_task(ids[2]).upstream_task_ids == {ids[1]}
-    assert dag.get_task("p5_deployment.execute_strategy").upstream_task_ids == {ids[2]}
+    assert dag.get_task("p5_deployment.preview_health").upstream_task_ids == {ids[2]}
     for task_id in ids:
         task = dag.get_task(task_id)
         assert isinstance(task, ApprovalGateOperator)

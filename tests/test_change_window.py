@@ -179,9 +179,6 @@ def problems(change_window: dict[str, Any]) -> list[tuple[str, str]]:
     ({"freeze": [{"start": "2026-12-20", "end": "2026-12-27"}]}, "change_window.freeze.0.reason",
      "required field is missing"),
     ({"max_wait_hours": -1}, "change_window.max_wait_hours", "Input should be greater than or equal to 0"),
-    ({"emergency_override": True}, "change_window.emergency_override",
-     "an emergency override needs an approval by people (the approval gate of issue 7), which this version does "
-     "not have yet; remove it (the release then waits for the window, at most max_wait_hours)"),
     ({"timezone": "Moon/Base"}, "change_window.timezone",
      "unknown time zone 'Moon/Base'; use an IANA name such as Europe/Berlin"),
 ])
@@ -364,3 +361,25 @@ def test_an_approved_emergency_override_passes_a_closed_window_and_is_recorded(h
     approval["approved"] = False  # a rejected override waits for the window like any release
     with pytest.raises(AirflowFailException, match="after the longest wait allowed"):
         operator.execute(context_for(upstream, FakeTI({OVERRIDE_TASK: approval})))
+
+
+def test_an_emergency_override_needs_approvers_and_becomes_a_gate_before_the_window() -> None:
+    from gendev_release.plan import plan_release
+
+    data = demo_data()
+    data["change_window"]["emergency_override"] = True
+    data.pop("approvals")
+    data["environment"] = "staging"  # production needs approvals anyway; the override needs them too
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, source="spec.yaml")
+    assert [(p.field, p.message) for p in info.value.problems] == [(
+        "change_window.emergency_override",
+        "people approve an emergency override; give approvals (its approvers decide it)")]
+    data = demo_data()
+    data["change_window"]["emergency_override"] = True
+    plan = plan_release(parse_spec(data, source="spec.yaml"))
+    assert [t.task_id for t in plan.gates()] == ["change_window_override", "change_window"]
+    assert plan.task("change_window").upstream == ("change_window_override",)
+    assert plan.params["emergency"]["default"] is False
+    assert "emergency" not in plan_release(parse_spec(demo_data(), source="spec.yaml")).params
+

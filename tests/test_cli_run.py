@@ -67,7 +67,7 @@ def strict_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo spec, but /healthz must pass before the switch: a broken version aborts early."""
 
     def strict(data: dict[str, Any]) -> None:
-        data["blue_green"]["pre_switch_checks"] = ["healthz", "version"]
+        data["strategy"]["pre_switch_checks"] = ["healthz", "version"]
 
     return demo_spec_folder(tmp_path_factory.mktemp("strict-spec"), strict)
 
@@ -99,7 +99,8 @@ def test_2_failure_before_traffic_moved_aborts_and_keeps_the_old_version(home: P
     result, summary = run(strict_spec, home, "version=1.2.0-broken")
     assert result.returncode == 1, result.stdout[-4000:]
     assert summary["state"] == "failed"
-    assert summary["failed_step"] == "p5_deployment.execute_strategy"
+    # the deferred preview of the new revision (strict: /healthz before the switch) never got healthy
+    assert summary["failed_step"] == "p5_deployment.preview_health"
     assert summary["rolled_back"] is False
     assert summary["active_version"] == "1.1.0"
     decision = json.loads(next((home / "evidence" / "release__demo").glob(
@@ -150,8 +151,9 @@ def test_4_dry_run_changes_nothing(home: Path) -> None:
     ("version=1\u0662.0.0", "--set: version: '1\u0662.0.0' is not a semantic version"),
     ("version=1.0.0\n", "--set: version: '1.0.0\\n' is not a semantic version"),
     ("dry_run=true", "--set: version: version is required"),
-    ("strategy=canary", "--set: strategy: strategy 'canary' is not supported yet; use one of: blue_green"),
-    ("colour=blue", "--set: colour: cannot be set; settable: version, strategy, dry_run"),
+    ("strategy=canary", "--set: strategy: cannot be set: a strategy shapes the release DAG, so it lives in the spec "
+                        "(strategy: {kind: canary, ...})"),
+    ("colour=blue", "--set: colour: cannot be set; settable: version, dry_run, emergency"),
     ("dry_run=maybe", "--set: dry_run: 'maybe' is not a boolean; use true or false"),
 ])
 def test_bad_run_parameters_exit_2_without_starting_anything(tmp_path: Path, setting: str, message: str) -> None:

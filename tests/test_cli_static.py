@@ -50,9 +50,9 @@ def _finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
 def bad_specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("specs")
     demo = (ROOT / DEMO_REL).read_text(encoding="utf-8")
-    assert "\nstrategy: blue_green\n" in demo
+    assert "\nstrategy:\n  kind: blue_green\n" in demo
     files = {
-        "typo": demo.replace("\nstrategy: blue_green\n", "\nstrategie: blue_green\n"),
+        "typo": demo.replace("\nstrategy:\n  kind: blue_green\n", "\nstrategie:\n  kind: blue_green\n"),
         "empty": "",
         "broken": "service: demo\nstrategy: [1.0\n",
         "list": "- service: demo\n- environment: staging\n",
@@ -222,14 +222,14 @@ def test_run_does_not_strip_the_version(runs, run: str, value: str) -> None:
 def test_run_refuses_an_unknown_parameter(runs) -> None:
     proc = runs["run_typo"]
     assert proc.returncode == 2
-    assert proc.stdout == "--set: verison: cannot be set; settable: version, strategy, dry_run\n"
+    assert proc.stdout == "--set: verison: cannot be set; settable: version, dry_run, emergency\n"
 
 
 @pytest.mark.parametrize(("pairs", "expected"), [
     (["version=1.0.0"], {"version": "1.0.0"}),
     (["version= 1.0.0"], {"version": " 1.0.0"}),
     (["version=1.0.0\n", "dry_run=TRUE"], {"version": "1.0.0\n", "dry_run": True}),
-    (["dry_run=no", "strategy=blue_green"], {"dry_run": False, "strategy": "blue_green"}),
+    (["dry_run=no", "version=1.0.0"], {"dry_run": False, "version": "1.0.0"}),
 ])
 def test_parse_overrides_keeps_values_as_typed(pairs: list[str], expected: dict[str, object]) -> None:
     from gendev_release.cli import _parse_overrides
@@ -239,9 +239,9 @@ def test_parse_overrides_keeps_values_as_typed(pairs: list[str], expected: dict[
 
 @pytest.mark.parametrize(("pairs", "problems"), [
     (["version"], [("version", "expected NAME=VALUE")]),
-    ([" version=1.0.0"], [(" version", "cannot be set; settable: version, strategy, dry_run")]),
-    (["dry-run=true"], [("dry-run", "cannot be set; settable: version, strategy, dry_run")]),
-    (["=1"], [('""', "cannot be set; settable: version, strategy, dry_run")]),
+    ([" version=1.0.0"], [(" version", "cannot be set; settable: version, dry_run, emergency")]),
+    (["dry-run=true"], [("dry-run", "cannot be set; settable: version, dry_run, emergency")]),
+    (["=1"], [('""', "cannot be set; settable: version, dry_run, emergency")]),
     (["dry_run= true"], [("dry_run", "' true' is not a boolean; use true or false")]),
     (["version=1.0.0", "version=2.0.0"], [("version", "set twice; give it once")]),
 ])
@@ -290,18 +290,20 @@ def test_graph_json(runs) -> None:
     proc = runs["graph_json"]
     assert proc.returncode == 0, proc.stderr
     graph = json.loads(proc.stdout)
-    assert set(graph) == {"dag_id", "phases", "failure_branch"}
+    assert set(graph) == {"dag_id", "gates", "phases", "failure_branch"}
+    assert graph["gates"] == [{"task_id": "change_window", "upstream": ["start_release"]}]
     assert graph["dag_id"] == "release__demo"
     assert [p["id"] for p in graph["phases"]] == SEED_PHASE_IDS
     assert [p["title"] for p in graph["phases"]][0] == "Pre-Deployment Preparation"
     assert [s["agent"] for p in graph["phases"] for s in p["steps"]] == SEED_AGENTS
     for phase in graph["phases"]:
-        assert set(phase) == {"id", "title", "steps", "sensors"}
+        assert set(phase) == {"id", "title", "steps", "sensors", "strategy_steps"}
         for step in phase["steps"]:
             assert set(step) == {"task_id", "agent", "duty"}
             assert step["task_id"] == f"{phase['id']}.{step['duty']}"
-    assert graph["phases"][4]["sensors"] == [{"task_id": "p5_deployment.post_switch_health",
-                                              "upstream": ["p5_deployment.execute_strategy"]}]
+    assert [s["task_id"] for s in graph["phases"][4]["sensors"]] == [
+        "p5_deployment.preview_health", "p5_deployment.post_switch_health", "p5_deployment.post_promotion"]
+    assert graph["phases"][4]["sensors"][1]["upstream"] == ["p5_deployment.execute_strategy"]
     assert [(t["task_id"], t["trigger_rule"]) for t in graph["failure_branch"]] == [
         ("failure.decide", "one_failed"), ("failure.abort", "all_success"), ("failure.rollback", "all_success"),
         ("failure.verify_restored", "all_success"), ("failure.notify", "all_done"),

@@ -134,7 +134,7 @@ def test_a_conf_with_an_unknown_key_is_refused_before_anything_changes(stack: Ai
     assert states["failure.rollback"] == "skipped" and states["failure.notify"] == "skipped", states
     record = record_of(stack, "e2e-unknown-key")
     assert record.outcome == "refused" and record.state.value == "failed"
-    assert "dry-run" in (record.reason or "") and "version, strategy, dry_run" in (record.reason or "")
+    assert "dry-run" in (record.reason or "") and "version, dry_run, emergency" in (record.reason or "")
     assert not (stack.gendev_home / "targets" / "demo" / "state.json").exists(), "nothing may be deployed"
     assert notifications(stack) == [], "a refused trigger tells no stakeholder anything"
     assert "refused" in wait_for_note(stack, "e2e-unknown-key", "dry-run")

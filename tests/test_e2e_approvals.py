@@ -8,6 +8,8 @@ Two releases of the demo service run at once, each with its own spec and DAG:
   HITL records, the run record and the evidence store.
 * ``quick``: 1 approval of bob within 20 seconds; nobody answers, the scheduler's timeout sweep
   resumes the gate, which rejects, and the release is aborted before traffic moves.
+* ``urgent``: its change window is frozen for a month; alice triggers an emergency run, and bob's
+  approval of ``change_window_override`` lets it through the closed window.
 
 One stack is started for the module (own users, the timeout sweep every 2 s); the tests run in order.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +34,15 @@ from gendev_release.run_record import RunRecord, RunRecordStore
 pytestmark = pytest.mark.airflow_e2e
 
 USERS = "admin:admin,alice:admin,bob:op,carol:op,dave:viewer"
-GATED, QUICK = "release__gated", "release__quick"
+GATED, QUICK, URGENT = "release__gated", "release__quick", "release__urgent"
 RUN = "e2e-approval"
 APPROVAL_1, APPROVAL_2 = "p4_environment.approval_1", "p4_environment.approval_2"
 BUSY = {"running", "queued", "scheduled", "up_for_retry", "restarting"}
 
 
-def _spec(folder: Path, service: str, approvals: dict[str, Any]) -> Path:
+def _spec(folder: Path, service: str, approvals: dict[str, Any], window: dict[str, Any] | None = None) -> Path:
     def change(data: dict[str, Any]) -> None:
+        data["change_window"].update(window or {})
         data["service"] = service
         for document in (folder / "demo").glob("*.md"):  # provided documents must name the service they cover
             document.write_text(document.read_text() + f"\nThe {service} service is released by this procedure.\n")
@@ -59,6 +63,11 @@ def dags(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                     "required_for": ["production"], "timeout_minutes": 30})
     _spec(dags / "quick", "quick", {"approvers": ["bob"], "required": 1, "required_for": ["production"],
                                     "timeout_minutes": 1 / 3})
+    today = date.today()
+    _spec(dags / "urgent", "urgent", {"approvers": ["alice", "bob"], "required": 1, "timeout_minutes": 30},
+          {"emergency_override": True, "freeze": [{"start": (today - timedelta(days=1)).isoformat(),
+                                                   "end": (today + timedelta(days=30)).isoformat(),
+                                                   "reason": "year-end freeze"}]})
     return dags
 
 
@@ -87,8 +96,9 @@ class Users:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, dags: Path) -> Iterator[AirflowStack]:
     env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS, "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2"}
-    with running_stack(tmp_path_factory.mktemp("airflow-approvals"), dags, [GATED, QUICK],
-                       specs=[dags / name / f"{name}.yaml" for name in ("gated", "quick")], extra_env=env) as stack:
+    with running_stack(tmp_path_factory.mktemp("airflow-approvals"), dags, [GATED, QUICK, URGENT],
+                       specs=[dags / name / f"{name}.yaml" for name in ("gated", "quick", "urgent")],
+                       extra_env=env) as stack:
         yield stack
 
 
@@ -243,3 +253,31 @@ def test_a_timeout_rejects_and_the_release_aborts_before_traffic_moves(stack: Ai
     report = json.loads(Path(record.report_json or "").read_text())
     assert [(a["outcome"], a["reason"]) for a in report["approvals"]] == [
         ("rejected", "no approver answered before the deadline: a timeout rejects")]
+
+
+# ---------------------------------------------------------------------------------------- urgent
+def test_an_emergency_run_passes_a_frozen_window_once_another_person_approves(
+        stack: AirflowStack, users: Users) -> None:
+    response = users.request("alice", "POST", f"/dags/{URGENT}/dagRuns", json={
+        "logical_date": None, "dag_run_id": RUN, "conf": {"version": "1.1.0", "emergency": True}})
+    assert response.status_code == 200, response.text
+    states = wait_for_state(stack, URGENT, "change_window_override", "awaiting_input")
+    assert states["change_window"] is None and states["p1_pre_deployment.readiness"] is None, "nothing ran yet"
+    detail = hitl(stack, URGENT, "change_window_override")
+    assert [u["id"] for u in detail["assigned_users"]] == ["bob"], "alice triggered it: she may not approve"
+    assert detail["subject"] == "Emergency release of urgent 1.1.0 outside its change window"
+    assert "year-end freeze" in detail["body"]
+    parked(stack, URGENT, "change_window_override")
+    assert users.respond("alice", URGENT, "change_window_override", "Approve", "mine").status_code == 403
+    approved = users.respond("bob", URGENT, "change_window_override", "Approve", "customer outage, fix now")
+    assert approved.status_code == 200, approved.text
+    assert stack.wait_for_run(URGENT, RUN) == "success", stack.task_states(URGENT, RUN)
+    gate = evidence(stack, URGENT, "change_window.json")
+    assert gate["status"] == "override" and gate["override"]["approvers"] == ["bob"]
+    assert gate["override"]["comment"] == "customer outage, fix now" and "frozen" in gate["state"]["reason"]
+    decision = evidence(stack, URGENT, "approval-emergency.json")
+    assert (decision["role"], decision["outcome"], decision["decided_by"]["id"]) == ("emergency", "approved", "bob")
+    record = record_of(stack, URGENT)
+    markdown = Path(record.report or "").read_text()
+    assert "emergency override of the change window: **approved** by bob" in markdown
+

@@ -88,7 +88,8 @@ def test_sixteen_agent_steps_with_seed_agents(plan: ReleasePlan) -> None:
 def test_every_step_follows_the_previous_task(plan: ReleasePlan) -> None:
     chain = main_chain(plan)
     assert chain[0] == START_TASK and chain[-1] == GATE_TASK
-    assert len(chain) == len(set(chain)) == 1 + 1 + 16 + 1 + 1  # start, change window, steps, sensor, gate
+    # start, change window, steps, preview and post-switch sensors, post-promotion watch, gate
+    assert len(chain) == len(set(chain)) == 1 + 1 + 16 + 2 + 1 + 1
     assert plan.start.upstream == ()
     for previous, current in zip(chain, chain[1:], strict=False):
         assert plan.task(current).upstream == (previous,), current
@@ -102,12 +103,15 @@ def test_only_execute_strategy_moves_traffic(plan: ReleasePlan) -> None:
 def test_health_sensor_sits_between_execute_strategy_and_monitoring(plan: ReleasePlan) -> None:
     phase5 = plan.phases[4]
     assert [t.task_id for t in phase5.tasks] == [
-        "p5_deployment.execute_strategy", SENSOR, "p5_deployment.monitoring_alerts"]
+        "p5_deployment.preview_health", "p5_deployment.execute_strategy", SENSOR, "p5_deployment.post_promotion",
+        "p5_deployment.monitoring_alerts"]
+    assert plan.task("p5_deployment.execute_strategy").upstream == ("p5_deployment.preview_health",)
     sensor = plan.task(SENSOR)
     assert sensor.kind == "sensor"
     assert sensor.upstream == ("p5_deployment.execute_strategy",)
-    assert plan.task("p5_deployment.monitoring_alerts").upstream == (SENSOR,)
-    assert [t.task_id for t in plan.all_tasks() if t.kind == "sensor"] == [SENSOR]
+    assert plan.task("p5_deployment.post_promotion").kind == "watch"
+    assert plan.task("p5_deployment.monitoring_alerts").upstream == ("p5_deployment.post_promotion",)
+    assert [t.task_id for t in plan.all_tasks() if t.kind == "sensor"] == ["p5_deployment.preview_health", SENSOR]
 
 
 def test_phase_deliverables_come_from_the_seed(plan: ReleasePlan) -> None:
@@ -161,7 +165,7 @@ def test_watcher_waits_for_everything(plan: ReleasePlan) -> None:
 
 def test_task_ids_unique_and_lookup(plan: ReleasePlan) -> None:
     ids = [t.task_id for t in plan.all_tasks()]
-    assert len(ids) == len(set(ids)) == 20 + 5 + 1
+    assert len(ids) == len(set(ids)) == 22 + 5 + 1
     with pytest.raises(KeyError):
         plan.task("nope")
 
@@ -174,7 +178,7 @@ def test_every_upstream_exists(plan: ReleasePlan) -> None:
 
 # ------------------------------------------------------------------------------------- params
 def test_params(plan: ReleasePlan) -> None:
-    assert set(plan.params) == {"version", "strategy", "dry_run"}
+    assert set(plan.params) == {"version", "dry_run"}  # the strategy is the spec's: it shapes the DAG
     version = plan.params["version"]
     # No default: Airflow's trigger form requires a version and a REST trigger without one gets 400.
     assert version == {
@@ -183,9 +187,6 @@ def test_params(plan: ReleasePlan) -> None:
                        "64 characters, e.g. 1.4.2.",
     }
     assert VERSION_FORMAT in version["description"]
-    strategy = plan.params["strategy"]
-    assert strategy["enum"] == ["blue_green"]
-    assert strategy["default"] == "blue_green"
     dry_run = plan.params["dry_run"]
     assert dry_run["type"] == "boolean"
     assert dry_run["default"] is False
@@ -222,11 +223,12 @@ def test_plan_metadata(plan: ReleasePlan) -> None:
 # --------------------------------------------------------------------------------- graph JSON
 def test_graph_json_contract(plan: ReleasePlan) -> None:
     graph = json.loads(json.dumps(graph_json(plan)))
-    assert set(graph) == {"dag_id", "phases", "failure_branch"}
+    assert set(graph) == {"dag_id", "gates", "phases", "failure_branch"}
+    assert graph["gates"] == [{"task_id": "change_window", "upstream": ["start_release"]}]
     assert graph["dag_id"] == "release__demo"
     assert [(p["id"], p["title"]) for p in graph["phases"]] == SEED_PHASES
     for phase in graph["phases"]:
-        assert set(phase) == {"id", "title", "steps", "sensors"}
+        assert set(phase) == {"id", "title", "steps", "sensors", "strategy_steps"}
         assert len(phase["steps"]) == 2
         for step in phase["steps"]:
             assert set(step) == {"task_id", "agent", "duty"}
@@ -236,7 +238,10 @@ def test_graph_json_contract(plan: ReleasePlan) -> None:
     assert graph["phases"][0]["steps"][0] == {"task_id": "p1_pre_deployment.readiness",
                                               "agent": "deployment-ops-manager", "duty": "readiness"}
     assert [p["sensors"] for p in graph["phases"]] == [
-        [], [], [], [], [{"task_id": SENSOR, "upstream": ["p5_deployment.execute_strategy"]}], [], [], []]
+        [], [], [], [], [{"task_id": "p5_deployment.preview_health", "upstream": ["p4_environment.hardening"]},
+                         {"task_id": SENSOR, "upstream": ["p5_deployment.execute_strategy"]},
+                         {"task_id": "p5_deployment.post_promotion", "upstream": [SENSOR]}], [], [], []]
+    assert all(p["strategy_steps"] == [] for p in graph["phases"])  # blue-green: no steps before promotion
     branch = {t["task_id"]: t for t in graph["failure_branch"]}
     assert list(branch) == [DECIDE_TASK, ABORT_TASK, ROLLBACK_TASK, VERIFY_TASK, NOTIFY_TASK, WATCHER_TASK]
     for task in graph["failure_branch"]:

@@ -19,9 +19,9 @@ from gendev_release.errors import SpecError, SpecProblem
 from gendev_release.paths import PathEscape
 from gendev_release.spec import (
     RUN_PARAMETERS,
+    STRATEGY_NOT_A_PARAMETER,
     VERSION_REQUIRED,
     ReleaseSpec,
-    Strategy,
     json_schema,
     load_spec,
     parse_spec,
@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "dags" / "releases" / "demo.yaml"
 
 UNKNOWN_FIELD = "unknown field (check the spelling; see `gendev-release schema`)"
-NOT_SUPPORTED = "is not supported yet; use one of: blue_green"
 NOT_SEMVER = f"is not a semantic version; use {VERSION_FORMAT}"
 LOADERS = pytest.mark.parametrize("loader", [LOADER, StrictSafeLoader], ids=lambda c: c.__name__)
 
@@ -116,12 +115,12 @@ def test_demo_spec_loads_from_file() -> None:
     assert isinstance(spec, ReleaseSpec)
     assert spec.service == "demo"
     assert spec.environment == "production"
-    assert spec.strategy is Strategy.blue_green
+    assert spec.strategy.kind == "blue_green"
     assert spec.dag_id == "release__demo"
     assert spec.source == DEMO.resolve()
     assert spec.spec_dir == DEMO.resolve().parent
     assert [c.name for c in spec.health.checks] == ["healthz", "version"]
-    assert spec.blue_green.pre_switch_checks == ["version"]
+    assert spec.strategy.pre_switch_checks == ["version"]
     assert spec.input_path("readiness.runbook", "demo/runbook.md") == DEMO.resolve().parent / "demo" / "runbook.md"
     assert spec.repo_path() == ROOT  # risk.repo: ../.. from dags/releases
     assert not hasattr(spec, "version")
@@ -176,7 +175,7 @@ def test_typo_of_a_known_key_refused() -> None:
         "qa.suites.0.bogus",
         "monitoring.alert_rules.1.bogus",
         "change_window.bogus",
-        "blue_green.bogus",
+        "strategy.bogus",
     ],
 )
 def test_unknown_nested_key_refused_with_dotted_path(path: str) -> None:
@@ -273,20 +272,65 @@ def test_version_pattern_is_ascii_only() -> None:
 
 
 # ------------------------------------------------------------------------------------- strategy
-@pytest.mark.parametrize("strategy", ["canary", "rolling", "feature_flag"])
-def test_unsupported_strategies_refused(strategy: str) -> None:
-    assert only_problem(mutated(lambda d: d.update(strategy=strategy))) == (
-        "strategy", f"strategy {strategy!r} {NOT_SUPPORTED}")
-
-
-def test_unknown_strategy_refused() -> None:
-    field, message = only_problem(mutated(lambda d: d.update(strategy="big_bang")))
+@pytest.mark.parametrize("kind", ["blue_green", "canary", "rolling"])
+def test_older_string_strategy_is_refused_with_the_rewrite(kind: str) -> None:
+    field, message = only_problem(mutated(lambda d: d.update(strategy=kind)))
     assert field == "strategy"
-    assert message == "Input should be 'blue_green', 'canary', 'rolling' or 'feature_flag'"
+    assert message.startswith("the strategy is now one mapping with its settings (and no longer a trigger parameter)")
+    assert f"rewrite it as  strategy: {{kind: {kind}" in message
+
+
+def test_older_blue_green_block_is_refused_with_its_settings_in_the_rewrite() -> None:
+    def old_form(d: dict[str, Any]) -> None:
+        d["blue_green"] = {k: v for k, v in d.pop("strategy").items() if k != "kind"}
+        d["strategy"] = "blue_green"
+
+    field, message = only_problem(mutated(old_form))
+    assert field == "strategy"
+    assert 'strategy: {kind: blue_green, pre_switch_checks: ["version"], observe_switch_requests: 20' in message
+    assert "drop the blue_green block" in message
+
+
+def test_unknown_strategy_kind_refused() -> None:
+    field, message = only_problem(mutated(lambda d: d.update(strategy={"kind": "big_bang"})))
+    assert field == "strategy"
+    assert message == "unknown strategy kind 'big_bang'; use one of: blue_green, canary, rolling, feature_flags"
 
 
 def test_strategy_defaults_to_blue_green() -> None:
-    assert parse_spec(mutated(lambda d: d.pop("strategy"))).strategy is Strategy.blue_green
+    spec = parse_spec(mutated(lambda d: d.pop("strategy")))
+    assert spec.strategy.kind == "blue_green" and spec.strategy.scale_down_delay_seconds == 30
+
+
+def test_a_setting_of_another_kind_is_refused() -> None:
+    field, message = only_problem(mutated(lambda d: d.update(strategy={"kind": "blue_green", "steps": [50, 100]})))
+    assert (field, message) == ("strategy.steps", UNKNOWN_FIELD)
+
+
+@pytest.mark.parametrize(("steps", "message"), [
+    ([10, 50], "steps must end at 100 (the promotion), got [10, 50]"),
+    ([50, 25, 100], "steps must rise: 50 then 25"),
+    ([0, 100], "steps[0] = 0: a step is a percent from 1 to 100"),
+])
+def test_canary_steps_rise_to_100(steps: list[int], message: str) -> None:
+    field, text = only_problem(mutated(lambda d: d.update(strategy={"kind": "canary", "steps": steps})))
+    assert field == "strategy.steps" and message in text
+
+
+def test_rolling_batch_weights_and_a_batch_larger_than_the_fleet() -> None:
+    spec = parse_spec(mutated(lambda d: d.update(strategy={"kind": "rolling", "instances": 5, "batch_size": 2})))
+    assert spec.strategy.kind == "rolling" and spec.strategy.batch_weights() == [40, 80, 100]
+    field, text = only_problem(mutated(lambda d: d.update(strategy={"kind": "rolling", "instances": 2,
+                                                                     "batch_size": 3})))
+    assert field == "strategy.batch_size" and "3 is more than instances (2)" in text
+
+
+def test_feature_flags_need_a_provider_and_a_safe_file_name() -> None:
+    field, _ = only_problem(mutated(lambda d: d.update(strategy={"kind": "feature_flags", "flag": "x"})))
+    assert field == "strategy.provider"
+    field, _ = only_problem(mutated(lambda d: d.update(strategy={
+        "kind": "feature_flags", "flag": "x", "provider": {"kind": "file", "path": "../../etc/passwd.json"}})))
+    assert field == "strategy.provider.path"
 
 
 # -------------------------------------------------------------------------------- quality gates
@@ -584,7 +628,7 @@ COMMAND_FIELDS = {
     "infrastructure.apply_command": lambda d, argv: d.setdefault("infrastructure", {}).update(apply_command=argv),
 }
 
-KNOWN = ("artifacts_dir, environment, port, previous_version, python, service, spec_dir, url, version, "
+KNOWN = ("artifacts_dir, environment, flags_file, port, previous_version, python, service, spec_dir, url, version, "
          "workdir")
 SMUGGLED = [
     (["sh", "-c", "x"], "command runs the shell 'sh'; give the program and its arguments directly"),
@@ -1090,14 +1134,14 @@ def test_run_params_need_a_version(demo_spec: ReleaseSpec) -> None:
 
 
 def test_run_params_defaults(demo_spec: ReleaseSpec) -> None:
-    for extra in ({}, {"strategy": None, "dry_run": None}):
+    for extra in ({}, {"dry_run": None}):
         params = run_params(demo_spec, {"version": "1.0.0", **extra})
-        assert (params.version, params.strategy, params.dry_run) == ("1.0.0", Strategy.blue_green, False)
+        assert (params.version, params.dry_run) == ("1.0.0", False)
 
 
 def test_run_params_override(demo_spec: ReleaseSpec) -> None:
-    params = run_params(demo_spec, {"version": "1.2.0-broken", "dry_run": True, "strategy": "blue_green"})
-    assert (params.version, params.strategy, params.dry_run) == ("1.2.0-broken", Strategy.blue_green, True)
+    params = run_params(demo_spec, {"version": "1.2.0-broken", "dry_run": True})
+    assert (params.version, params.dry_run) == ("1.2.0-broken", True)
 
 
 @pytest.mark.parametrize("version", BAD_VERSIONS, ids=repr)
@@ -1111,17 +1155,19 @@ def test_run_params_long_version(demo_spec: ReleaseSpec) -> None:
     assert message.endswith(f" is 5000 characters long; use {VERSION_FORMAT}")
 
 
-@pytest.mark.parametrize("strategy", ["canary", "rolling", "feature_flag"])
-def test_run_params_unsupported_strategy(demo_spec: ReleaseSpec, strategy: str) -> None:
+@pytest.mark.parametrize("strategy", ["canary", "blue_green"])
+def test_run_params_refuse_a_strategy_and_say_where_it_went(demo_spec: ReleaseSpec, strategy: str) -> None:
     assert run_problems(demo_spec, {"version": "1.0.0", "strategy": strategy}) == [
-        ("strategy", f"strategy {strategy!r} {NOT_SUPPORTED}")]
+        ("strategy", STRATEGY_NOT_A_PARAMETER.format(kind="blue_green"))]
+    assert "it is set in the spec (strategy: {kind: ...}; this spec: blue_green)" in \
+        STRATEGY_NOT_A_PARAMETER.format(kind="blue_green")
 
 
 @pytest.mark.parametrize("key", ["verison", "dry-run", "service", "Version", ""])
 def test_run_params_refuse_unknown_keys(demo_spec: ReleaseSpec, key: str) -> None:
     assert run_problems(demo_spec, {"version": "1.0.0", key: "x"}) == [
-        (key or '""', "unknown run parameter; allowed: version, strategy, dry_run")]
-    assert RUN_PARAMETERS == ("version", "strategy", "dry_run")
+        (key or '""', "unknown run parameter; allowed: version, dry_run, emergency")]
+    assert RUN_PARAMETERS == ("version", "dry_run", "emergency")
 
 
 def test_run_params_report_every_problem(demo_spec: ReleaseSpec) -> None:

@@ -17,12 +17,20 @@ from airflow.triggers.base import BaseTrigger
 from loopback import LoopbackServer, Response
 from prometheus_server import running_prometheus
 
-from gendev_release.sensors.events import BakeEvent, HealthEvent, SamplingEvent, WindowEvent, read_event
+from gendev_release.sensors.events import (
+    BakeEvent,
+    HealthEvent,
+    RequestSamplingEvent,
+    SamplingEvent,
+    WindowEvent,
+    read_event,
+)
 from gendev_release.sensors.triggers import (
     ChangeWindowTrigger,
     HealthCheckTrigger,
     MetricSamplingTrigger,
     ObservationWindowTrigger,
+    RequestSamplingTrigger,
 )
 from gendev_release.spec import ChangeWindow
 
@@ -59,6 +67,22 @@ TRIGGERS: dict[str, tuple[BaseTrigger, tuple[str, dict[str, Any]]]] = {
          {"source": "prometheus", "url": "http://127.0.0.1:9090", "started_at": 1767225600.0,
           "until": 1767225660.0, "interval_seconds": 5.0, "min_samples": 2, "series": None,
           "query": "sum(rate(http_requests_total[1m]))"})),
+    "requests": (
+        RequestSamplingTrigger(urls={"canary": "http://127.0.0.1:8081", "baseline": "http://127.0.0.1:8082"},
+                               paths=["/version", "/api/items"], started_at=1767225600.0, until=1767225610.0,
+                               interval_seconds=0.2),
+        ("gendev_release.sensors.triggers.RequestSamplingTrigger",
+         {"urls": {"canary": "http://127.0.0.1:8081", "baseline": "http://127.0.0.1:8082"},
+          "paths": ["/version", "/api/items"], "started_at": 1767225600.0, "until": 1767225610.0,
+          "interval_seconds": 0.2, "group_header": None, "timeout_seconds": 5.0})),
+    "flag_requests": (
+        RequestSamplingTrigger(urls={"router": "http://127.0.0.1:8080"}, paths=["/api/items"],
+                               started_at=1767225600.0, until=1767225610.0, interval_seconds=0.5,
+                               group_header="X-Gendev-Flag", timeout_seconds=2.0),
+        ("gendev_release.sensors.triggers.RequestSamplingTrigger",
+         {"urls": {"router": "http://127.0.0.1:8080"}, "paths": ["/api/items"], "started_at": 1767225600.0,
+          "until": 1767225610.0, "interval_seconds": 0.5, "group_header": "X-Gendev-Flag",
+          "timeout_seconds": 2.0})),
     "change_window": (
         ChangeWindowTrigger(window=WINDOW.model_dump(mode="json"), deadline=1767830400.0, requested_at=1767225600.0),
         ("gendev_release.sensors.triggers.ChangeWindowTrigger",
@@ -293,3 +317,29 @@ def test_observation_operator_fails_with_the_triggers_reason() -> None:
     with pytest.raises(AirflowFailException, match="not a BakeEvent: rounds"):
         operator.execute_complete({}, event={**event, "rounds": "two"})
     assert operator.execute_complete({}, event={**event, "status": "success"})["rounds"] == 2
+
+
+def test_request_sampling_samples_both_sides_to_the_end_of_the_bake(serve: Any) -> None:
+    canary = serve(lambda path: (500, {}, b"boom") if path == "/api/items" else (200, {}, b"{}"))
+    baseline = serve(lambda path: (200, {}, b"{}"))
+    started = time.time()
+    event = read_event(RequestSamplingEvent, first_event(RequestSamplingTrigger(
+        urls={"canary": canary.url, "baseline": baseline.url}, paths=["/version", "/api/items"],
+        started_at=started, until=started + 0.4, interval_seconds=0.05)), "test")
+    assert event["status"] == "success" and event["rounds"] >= 2 and event["ended_at"] >= event["until"]
+    rows = {(r["group"], r["path"], r["status"]) for r in event["samples"]}
+    assert rows == {("canary", "/version", 200), ("canary", "/api/items", 500), ("baseline", "/version", 200),
+                    ("baseline", "/api/items", 200)}
+    assert all(r["ms"] >= 0 and r["error"] is None for r in event["samples"])
+
+
+def test_request_sampling_groups_by_the_header_the_service_names(serve: Any) -> None:
+    seen = iter(range(10**6))
+    router = serve(lambda path: (200, {"X-Gendev-Flag": "on" if next(seen) % 2 else "off"}, b"{}"))
+    started = time.time()
+    event = first_event(RequestSamplingTrigger(urls={"router": router.url}, paths=["/api/items"], started_at=started,
+                                               until=started + 0.3, interval_seconds=0.02,
+                                               group_header="X-Gendev-Flag"))
+    groups = [r["group"] for r in event["samples"]]
+    assert set(groups) == {"on", "off"} and abs(groups.count("on") - groups.count("off")) <= 1
+

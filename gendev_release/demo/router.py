@@ -1,10 +1,11 @@
 """The loopback router in front of the ``local`` target's blue/green slots.
 
 Run it as ``python -m gendev_release.demo.router --port N --state FILE [--max-lifetime S]``.
-Every request is forwarded to the active slot named in the target's ``state.json``
-(``state["slots"][state["active"]]["url"]``). The file is re-read only when its identity
-(inode, mtime, size) changes; the target replaces it with ``os.replace``, so a switch is atomic
-for clients: each request goes wholly to the old slot or wholly to the new one.
+Every request is forwarded to a slot that takes traffic in the target's ``state.json``
+(``state["weights"]``, split by smooth weighted round robin; see :class:`SlotResolver`). The file
+is re-read only when its identity (inode, mtime, size) changes; the target replaces it with
+``os.replace``, so a switch is atomic for clients: each request goes wholly to the old slot or
+wholly to the new one.
 
 Responses carry ``X-Gendev-Slot: <slot>``; ``GET /__router/health`` answers 200 without
 touching a slot; anything the router cannot forward answers 502 with a short text body.
@@ -42,16 +43,24 @@ _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class SlotResolver:
-    """The active slot's (name, url), cached until the state file is replaced."""
+    """Which slot takes the next request, from the target's state file (re-read only when it is replaced).
+
+    With one slot at 100 % (blue-green) every request goes there. With a split (``state["weights"]``,
+    e.g. ``{"blue": 90, "green": 10}``: a canary or a rolling batch) requests are spread by smooth
+    weighted round robin, so every 10 consecutive requests hold exactly 9 and 1: the split clients
+    see is the one the target recorded, without randomness.
+    """
 
     def __init__(self, state_file: Path) -> None:
         self.state_file = state_file
         self._key: tuple[int, int, int] | None = None
-        self._value: tuple[str | None, str | None, str] = (None, None, "no state read yet")
+        self._choices: list[tuple[str, str, int]] = []
+        self._reason = "no state read yet"
+        self._current: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def resolve(self) -> tuple[str | None, str | None, str]:
-        """``(slot, url, reason)``; slot and url are None when nothing can take traffic."""
+        """``(slot, url, reason)`` for the next request; slot and url are None when nothing can take traffic."""
         try:
             st = os.stat(self.state_file)
         except FileNotFoundError:
@@ -60,25 +69,47 @@ class SlotResolver:
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         with self._lock:
             if key != self._key:
-                self._value = self._read()
+                self._choices, self._reason = self._read()
+                self._current = {}
                 self._key = key
-            return self._value
+            if not self._choices:
+                return None, None, self._reason
+            if len(self._choices) == 1:
+                slot, url, _ = self._choices[0]
+                return slot, url, "ok"
+            total = sum(weight for _, _, weight in self._choices)
+            for slot, _, weight in self._choices:
+                self._current[slot] = self._current.get(slot, 0) + weight
+            slot, url, _ = max(self._choices, key=lambda choice: self._current[choice[0]])
+            self._current[slot] -= total
+            return slot, url, "ok"
 
-    def _read(self) -> tuple[str | None, str | None, str]:
+    def _read(self) -> tuple[list[tuple[str, str, int]], str]:
         try:
             state = json.loads(self.state_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            return None, None, f"cannot read {self.state_file}: {exc}"
-        active = state.get("active") if isinstance(state, dict) else None
-        slot = (state.get("slots") or {}).get(active) if active else None
-        url = slot.get("url") if isinstance(slot, dict) else None
-        if not active or not url:
-            return None, None, "no active slot"
-        host = urlsplit(url).hostname
-        if host not in _LOOPBACK:
-            # The local target only ever runs slots on loopback; anything else is not ours to reach.
-            return None, None, f"slot {active} url {url} is not on loopback"
-        return active, url, "ok"
+            return [], f"cannot read {self.state_file}: {exc}"
+        if not isinstance(state, dict):
+            return [], f"{self.state_file} does not hold a mapping"
+        slots = state.get("slots") or {}
+        weights = state.get("weights")
+        if not isinstance(weights, dict):  # a state file from before weights: the active slot takes all
+            active = state.get("active")
+            weights = {active: 100} if active else {}
+        choices = []
+        for name, weight in sorted(weights.items()):
+            slot = slots.get(name) if isinstance(slots, dict) else None
+            url = slot.get("url") if isinstance(slot, dict) else None
+            if not isinstance(weight, int) or weight <= 0:
+                continue
+            if not url:
+                return [], f"slot {name} takes {weight} % but has no url"
+            host = urlsplit(url).hostname
+            if host not in _LOOPBACK:
+                # The local target only ever runs slots on loopback; anything else is not ours to reach.
+                return [], f"slot {name} url {url} is not on loopback"
+            choices.append((str(name), str(url), weight))
+        return choices, "ok" if choices else "no active slot"
 
 
 class RouterHandler(QuietHandler):

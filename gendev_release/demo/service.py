@@ -1,7 +1,7 @@
 """The demo HTTP service that the ``local`` target deploys on loopback blue/green slots.
 
 Run it as ``python -m gendev_release.demo.service --port N --version V [--service NAME]
-[--max-lifetime SECONDS]``. It binds 127.0.0.1 only and imports nothing but the standard
+[--flags-file FILE --flag NAME] [--max-lifetime SECONDS]``. It binds 127.0.0.1 only and imports nothing but the standard
 library, so a slot starts in well under a second.
 
 Endpoints: ``/healthz``, ``/version``, ``/api/items`` and ``/metrics`` (Prometheus text). The
@@ -10,6 +10,11 @@ version string chooses a behaviour, so that a release can show a failure on purp
 * ``...-broken``: ``/healthz`` answers 503 ``unhealthy``;
 * ``...-slow``: ``/version`` and ``/api/*`` take 400 ms longer;
 * ``...-errors``: every 4th request to ``/version`` and ``/api/*`` answers 500 (exactly 25 %).
+
+With ``--flags-file`` and ``--flag`` the version's new behaviour sits behind a feature flag: the file
+(``{flag: percent}``, as the ``file`` flag provider writes it) is re-read when it changes, that share
+of requests to ``/version`` and ``/api/*`` is exposed (spread evenly by a request counter), each
+answer says ``X-Gendev-Flag: on`` or ``off``, and an ``-errors`` version fails only exposed requests.
 
 Request metrics leave out ``/metrics`` itself: scrapes are not traffic, and counting them would
 dilute the error ratio the monitoring step alerts on.
@@ -110,10 +115,39 @@ def _label(value: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- app
+class FlagFile:
+    """A flag's percentage from the flag provider's JSON file, re-read when the file is replaced."""
+
+    def __init__(self, path: str, flag: str) -> None:
+        self.path = path
+        self.flag = flag
+        self._key: tuple[int, int] | None = None
+        self._percent = 0
+        self._lock = threading.Lock()
+
+    def percent(self) -> int:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return 0  # no file yet: the flag is off
+        with self._lock:
+            if (st.st_ino, st.st_mtime_ns) != self._key:
+                try:
+                    with open(self.path, encoding="utf-8") as handle:
+                        value = json.load(handle).get(self.flag, 0)
+                    self._percent = int(value) if isinstance(value, (int, float)) and 0 <= value <= 100 else 0
+                except (OSError, ValueError, AttributeError):
+                    self._percent = 0  # unreadable: off, the safe side
+                self._key = (st.st_ino, st.st_mtime_ns)
+            return self._percent
+
+
 class DemoApp:
     """The service's behaviour, independent of sockets: ``route(path) -> (status, body, type)``."""
 
-    def __init__(self, service: str, version: str) -> None:
+    def __init__(self, service: str, version: str, flags: FlagFile | None = None) -> None:
+        self.flags = flags
+        self._exposure_count = 0
         self.service = service
         self.version = version
         self.broken = version.endswith("-broken")
@@ -132,7 +166,24 @@ class DemoApp:
             self._flaky_count += 1
             return self._flaky_count % ERROR_EVERY == 0
 
-    def route(self, path: str) -> Response:
+    def exposed(self) -> bool | None:
+        """Whether this request sees the flagged behaviour (None: no flag configured)."""
+        if self.flags is None:
+            return None
+        percent = self.flags.percent()
+        with self._flaky_lock:
+            self._exposure_count += 1
+            # 61 is coprime to 100: every 100 consecutive requests hold exactly `percent` exposed, spread out.
+            return (self._exposure_count * 61) % 100 < percent
+
+    def handle(self, path: str) -> tuple[Response, tuple[tuple[str, str], ...]]:
+        """The answer and the headers it adds (the flag state on flagged paths)."""
+        if self.flags is not None and (path == "/version" or path.startswith("/api/")):
+            exposed = bool(self.exposed())
+            return self.route(path, exposed), (("X-Gendev-Flag", "on" if exposed else "off"),)
+        return self.route(path), ()
+
+    def route(self, path: str, exposed: bool = True) -> Response:
         if path == "/healthz":
             return (503, b"unhealthy\n", "text/plain; charset=utf-8") if self.broken else \
                 (200, b"ok\n", "text/plain; charset=utf-8")
@@ -141,7 +192,7 @@ class DemoApp:
         if path == "/version" or path.startswith("/api/"):
             if self.slow:
                 time.sleep(SLOW_SECONDS)
-            if self._inject_failure():
+            if exposed and self._inject_failure():
                 return _json(500, {"error": "injected failure (version ends with -errors)"})
             if path == "/version":
                 return _json(200, {"service": self.service, "version": self.version, "pid": os.getpid(),
@@ -229,8 +280,8 @@ class DemoHandler(QuietHandler):
     def _serve(self, head: bool) -> None:
         started = time.monotonic()
         path = urlsplit(self.path).path
-        status, body, content_type = self.server.app.route(path)
-        self.send_body(status, body, content_type, head)
+        (status, body, content_type), extra = self.server.app.handle(path)
+        self.send_body(status, body, content_type, head, extra)
         if path != "/metrics":
             self.server.app.metrics.record(time.monotonic() - started, status)
 
@@ -327,9 +378,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = port_parser("python -m gendev_release.demo.service", __doc__.splitlines()[0])
     parser.add_argument("--version", required=True, help="the version this process reports")
     parser.add_argument("--service", default="demo", help="service name reported by /version")
+    parser.add_argument("--flags-file", help="the file flag provider's JSON file ({flag: percent})")
+    parser.add_argument("--flag", help="the flag guarding this version's new behaviour (with --flags-file)")
     lifetime_argument(parser)
     args = parser.parse_args(argv)
-    return listen_and_serve("demo service", args, lambda port: DemoServer(port, DemoApp(args.service, args.version)),
+    if bool(args.flags_file) != bool(args.flag):
+        parser.error("--flags-file and --flag go together")
+    flags = FlagFile(args.flags_file, args.flag) if args.flags_file else None
+    return listen_and_serve("demo service", args,
+                            lambda port: DemoServer(port, DemoApp(args.service, args.version, flags)),
                             banner=f"demo service {args.service} {args.version}")
 
 

@@ -45,6 +45,7 @@ from gendev_release.duties.switch_watch import (
     tally_by_path,
     tally_by_phase,
 )
+from gendev_release.errors import TargetError
 from gendev_release.facts import StagedRevision, handed_on
 from gendev_release.probes import run_checks
 from gendev_release.report import Evidence, ReportBuilder, utcnow
@@ -109,6 +110,38 @@ def staged_slot_from(ctx: DutyContext) -> tuple[SlotInfo | None, str]:
                     started_at=staged.started_at, run_id=staged.run_id), "ok"
 
 
+def _stepped_revision(ctx: DutyContext, staged: SlotInfo) -> SlotInfo | None:
+    """Provisioning's revision as the target reports it, when this run's strategy steps gave it part of the traffic."""
+    for revision in ctx.target.revisions():
+        if revision.id == staged.slot and revision.version == staged.version and revision.running \
+                and revision.run_id == ctx.run_id and 0 < revision.weight < 100:
+            return SlotInfo(slot=revision.id, version=revision.version, url=revision.url, pid=revision.pid,
+                            started_at=revision.started_at, run_id=revision.run_id)
+    return None
+
+
+def _deploy_dark(ctx: DutyContext, report: ReportBuilder, log: StrategyLog) -> str | None:
+    """Feature flags: the flag is off before the new revision takes traffic; a problem, or None."""
+    strategy = ctx.spec.strategy
+    if strategy.kind != "feature_flags":
+        return None
+    from gendev_release.strategies.flags import flag_provider
+
+    try:
+        provider = flag_provider(ctx.spec, ctx.paths.home)
+        before = provider.get(strategy.flag)
+        kept = provider.set(strategy.flag, 0)
+    except TargetError as exc:
+        log.record("deploy_dark", "failed", str(exc))
+        return f"could not turn flag {strategy.flag} off before deploying dark: {exc}"
+    report.evidence("check", Evidence(kind="computed", source=provider.where,
+                                      summary=f"flag {strategy.flag}: {before} % -> {kept} % before the switch "
+                                              "(deploy dark)", data={"flag": strategy.flag, "before": before,
+                                                                     "after": kept}))
+    log.record("deploy_dark", "passed" if kept == 0 else "failed", f"flag {strategy.flag} {before} % -> {kept} %")
+    return None if kept == 0 else f"flag {strategy.flag} is still at {kept} % after being turned off"
+
+
 @duty("execute_strategy")
 def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
     """Blue-green: gate the staged slot, switch while observing the router, judge what clients get after."""
@@ -118,16 +151,22 @@ def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
     record.before = status_snapshot(status, ctx.run_id)
     report.evidence("read", target_evidence(ctx, status))
     staged, problem = staged_slot_from(ctx)
-    rerun = False
+    rerun = leads = False
     if staged is not None:
         report.evidence("read", Evidence(kind="computed", source="provisioning report facts.staged",
                                          summary=f"staged {describe_slot(staged)}", data=staged.as_dict()))
-        rerun = _slot_matches(status.active, staged.slot, staged.version) and status.active is not None \
+        # This run's revision leads: a re-run after the switch (all traffic), or a rolling batch past half.
+        leads = _slot_matches(status.active, staged.slot, staged.version) and status.active is not None \
             and status.active.run_id == ctx.run_id
+        rerun = leads and not 0 < status.weights.get(staged.slot, 100) < 100  # a target without weights: all
         if rerun:
             staged = status.active or staged
         elif _slot_matches(status.staged, staged.slot, staged.version):
             staged = status.staged or staged  # the target's own record is authoritative for the URL
+        elif 0 < status.weights.get(staged.slot, 0) < 100 and (stepped := _stepped_revision(ctx, staged)):
+            staged = stepped  # the strategy's steps (canary, rolling batch) gave it part of the traffic
+            report.findings.append(f"{staged.slot} {staged.version} takes {status.weights.get(staged.slot, 0)} % "
+                                   f"after the {ctx.spec.strategy.kind} steps of this run; promotion moves the rest")
         else:
             problem = (f"target shows staged {describe_slot(status.staged)} and active "
                        f"{describe_slot(status.active)}, not provisioning's {staged.slot} {staged.version} "
@@ -138,7 +177,7 @@ def execute_strategy(ctx: DutyContext, report: ReportBuilder) -> None:
     if staged is not None and router is None:
         problem, staged = "the target has no router URL: clients could not reach any slot", None
     # what served before this run's switch: the rollback target (a re-run finds it kept as previous)
-    before = status.previous if rerun else status.active
+    before = status.previous if leads else status.active
     record.rerun = rerun
     report.facts.update({"traffic_moved": rerun, "rerun": rerun, "router_url": router,
                          "strategy_log": str(log.path), "active_before": before.as_dict() if before else None})
@@ -211,15 +250,15 @@ def _state(passed: bool) -> GateState:
 def _pre_switch_gate(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, record: ExecutionRecord,
                      staged: SlotInfo) -> bool:
     health = ctx.spec.health
-    wanted = ctx.spec.blue_green.pre_switch_checks
+    wanted = ctx.spec.strategy.pre_switch_checks
     checks = [check for check in health.checks if wanted is None or check.name in wanted]
     threshold = (f"{health.consecutive_successes} consecutive successes of every pre-switch check on the staged "
                  f"slot, polled every {health.interval_seconds:g} s for at most {health.timeout_seconds:g} s")
     if not checks:
-        reason = "blue_green.pre_switch_checks is empty: no health check gates the switch"
+        reason = "strategy.pre_switch_checks is empty: no health check gates the switch"
         log.record("pre_switch_gate", "failed", reason)
         record.gate("pre_switch_health", threshold, "failed", detail=reason)
-        report.evidence("verify", Evidence(kind="computed", source="spec blue_green.pre_switch_checks",
+        report.evidence("verify", Evidence(kind="computed", source="spec strategy.pre_switch_checks",
                                            summary="empty list: no pre-switch checks", data={"checks": []}))
         report.verdict("verify", False, f"{reason}; name at least one of health.checks (or omit it for all)")
         return False
@@ -307,10 +346,15 @@ def _switch(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, record: E
         return problems
 
     paths = list(dict.fromkeys(endpoint.path for endpoint in ctx.spec.critical_endpoints))
-    total = ctx.spec.blue_green.observe_switch_requests
+    total = ctx.spec.strategy.observe_switch_requests
     # On a first release nothing served before the switch: only requests after it can show downtime.
     first_release = ctx.target.status().active is None
     counted = ("after",) if first_release else ("before", "during", "after")
+    dark = _deploy_dark(ctx, report, log)
+    if dark is not None:
+        problems.append(dark)
+        record.switch = {"attempted": False, "rerun": False, "reason": dark}
+        return problems
     observer = SwitchObserver(router, paths, total)
     observer.start()
     observer.wait_ready()
@@ -349,7 +393,7 @@ def _switch(ctx: DutyContext, report: ReportBuilder, log: StrategyLog, record: E
     if error:
         problems.append(f"switch to {staged.slot} failed: {error}")
     if total == 0:
-        report.findings.append("blue_green.observe_switch_requests is 0: zero-downtime was not observed")
+        report.findings.append("strategy.observe_switch_requests is 0: zero-downtime was not observed")
     per_path = observation_problems(tally, total)
     record.gate("zero_downtime", zero_downtime, "not_run" if total == 0 else _state(not per_path),
                 measured=by_path, detail="; ".join(per_path))

@@ -46,7 +46,7 @@ def _fold(line: str) -> list[str]:
     """RFC 5545 line folding: at most 75 octets per line, continuations start with a space."""
     data = line.encode("utf-8")
     parts: list[str] = []
-    while len(data) > 75:
+    while len(data) > (75 if not parts else 74):  # a continuation line's leading space counts too
         cut = 75 if not parts else 74
         while cut and (data[cut] & 0xC0) == 0x80:  # never split a UTF-8 sequence
             cut -= 1

@@ -26,16 +26,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from gendev_release import notify
+from gendev_release import change_window, notify
 from gendev_release.approvals import high_risk_gate
 from gendev_release.catalogue import PHASES
+from gendev_release.change_window import WEEKDAYS
 from gendev_release.duties.base import duty
 from gendev_release.duties.phase1_documents import Outcomes, decide
 from gendev_release.duties.phase2_documents import (
@@ -45,6 +46,7 @@ from gendev_release.duties.phase2_documents import (
     plan_markdown,
     schedule_ics,
 )
+from gendev_release.errors import GendevError
 from gendev_release.facts import PlanEstimate, handed_on
 from gendev_release.plan import plan_release
 from gendev_release.report import Evidence, ReportBuilder, utcnow
@@ -55,68 +57,62 @@ if TYPE_CHECKING:
     from gendev_release.context import DutyContext
     from gendev_release.spec import ChangeWindow
 
-WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TEST_FILE = "tests/duties/test_planning.py"
 
 
 # ------------------------------------------------------------------------------ change window
-def _bounds(window: ChangeWindow, day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """UTC start and (exclusive) end of the window that starts on local ``day``."""
-    start_t, end_t = time.fromisoformat(window.start), time.fromisoformat(window.end)
-    start = datetime.combine(day, start_t, tzinfo=tz)
-    end_day = day + timedelta(days=1) if end_t <= start_t else day
-    end = datetime.combine(end_day, end_t, tzinfo=tz) + timedelta(minutes=1)
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
-
-
 def window_end(window: ChangeWindow, now: datetime) -> datetime | None:
-    """When the change window that is open at ``now`` closes (timezone.utc); None when ``now`` is outside it.
+    """When the change window open at ``now`` closes (UTC): its end, or the next freeze if one starts first;
+    None when it is closed at ``now`` (outside its hours, or frozen). One rule with the change-window gate:
+    :func:`gendev_release.change_window.evaluate`.
 
-    :param window: the spec's change window (days, start, end, timezone).
+    :param window: the spec's change window (days, start, end, timezone, freeze).
     :param now: an aware datetime; a naive one is taken as UTC.
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
-    tz = ZoneInfo(window.timezone)
-    today = now.astimezone(tz).date()
-    allowed = set(window.days)
-    for offset in (-1, 0):  # a window that started yesterday may still be open (crosses midnight)
-        day = today + timedelta(days=offset)
-        if WEEKDAYS[day.weekday()] not in allowed:
-            continue
-        start, end = _bounds(window, day, tz)
-        if not start <= now < end:
-            continue
-        for _ in range(7):  # join back-to-back windows; after a week it is simply always open
-            day += timedelta(days=1)
-            if WEEKDAYS[day.weekday()] not in allowed:
-                break
-            next_start, next_end = _bounds(window, day, tz)
-            if next_start > end:
-                break
-            end = max(end, next_end)
-        return end
-    return None
+    state = change_window.evaluate(window, now)
+    return state.closes_at if state.open else None
 
 
 def next_openings(window: ChangeWindow, now: datetime, days: int = 7) -> list[tuple[datetime, datetime]]:
-    """The windows (UTC start, exclusive end) that open after ``now`` within ``days`` days."""
+    """The windows (UTC start, exclusive end) that open after ``now`` within ``days`` days, frozen ones left out."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
-    tz = ZoneInfo(window.timezone)
-    today = now.astimezone(tz).date()
+    today = now.astimezone(ZoneInfo(window.timezone)).date()
+    frozen = change_window.freezes(window)
     found = []
     for offset in range(days + 1):
         day = today + timedelta(days=offset)
         if WEEKDAYS[day.weekday()] in window.days:
-            start, end = _bounds(window, day, tz)
-            if now < start <= now + timedelta(days=days):
+            start, end = change_window.window_bounds(window, day)
+            if now < start <= now + timedelta(days=days) and not any(f.covers(start) for f in frozen):
                 found.append((start, end))
     return found
 
 
 def describe_window(window: ChangeWindow) -> str:
-    return f"{','.join(window.days)} {window.start}-{window.end} {window.timezone}"
+    return change_window.describe(window)
+
+
+def window_override(ctx: DutyContext) -> dict[str, Any] | None:
+    """The change-window gate's record of this run when people let it through a closed window, else None.
+
+    Written by the gate (``change_window.json``) from the approval Airflow recorded
+    (``change_window_override``), never by this duty.
+    """
+    try:
+        record = json.loads(ctx.store.read("change_window.json"))
+    except (GendevError, OSError, ValueError):
+        return None
+    approved = isinstance(record, dict) and record.get("status") == "override" and isinstance(record.get("override"),
+                                                                                                dict)
+    return record if approved and record["override"].get("approved") is True else None
+
+
+def override_evidence(record: dict[str, Any]) -> Evidence:
+    return Evidence(kind="file", source="change_window.json (the change-window gate of this run)",
+                    summary=record["reason"], data={"override": record["override"], "state": record.get("state")})
 
 
 # ------------------------------------------------------------------------------------ history
@@ -204,7 +200,7 @@ def build_plan(ctx: DutyContext, now: datetime, estimates: dict[str, dict[str, A
     total = round(sum(e["minutes"] for e in estimates.values()), 3)
     return {
         "service": spec.service, "version": ctx.version, "run_id": ctx.run_id, "dag_id": dag.dag_id,
-        "environment": spec.environment, "strategy": ctx.params.strategy.value, "created_at": now.isoformat(),
+        "environment": spec.environment, "strategy": ctx.spec.strategy.kind, "created_at": now.isoformat(),
         "phases": phases, "total_minutes": total, "estimated_end": (now + timedelta(minutes=total)).isoformat(),
         "change_window": describe_window(spec.change_window) if spec.change_window else None,
         "window_end": end.isoformat() if end else None,
@@ -294,6 +290,9 @@ def release_plan(ctx: DutyContext, report: ReportBuilder) -> None:
         if spec.environment == "production":
             problems.append("production release without a change_window in the spec")
         detail = f"no change window; allowed for environment {spec.environment}"
+    elif end is None and (override := window_override(ctx)) is not None:
+        report.evidence("check", override_evidence(override))
+        detail = f"outside the change window {plan['change_window']}: {override['reason']}"
     elif end is None:
         problems.append(f"now ({now.isoformat()}) is outside the change window {plan['change_window']}")
     elif estimated_end > end:
@@ -399,7 +398,7 @@ def notifications(ctx: DutyContext, report: ReportBuilder) -> None:
     result = notify.send(
         spec, ctx.paths.home, event="release_starting", severity="info",
         subject=f"{spec.service} {ctx.version} release starting",
-        body=f"Release {ctx.version} of {spec.service} ({spec.environment}, {ctx.params.strategy.value}) starts "
+        body=f"Release {ctx.version} of {spec.service} ({spec.environment}, {ctx.spec.strategy.kind}) starts "
              f"now" + (f"; estimated end {end}" if end else "") + (f"; risk {risk_level}" if risk_level else "") + ".",
         run_id=ctx.run_id, version=ctx.version)
     skipped = list(getattr(result, "skipped", []))
@@ -430,7 +429,11 @@ def notifications(ctx: DutyContext, report: ReportBuilder) -> None:
     if spec.environment == "production" and spec.change_window is None:
         problems.append("production release without a change_window in the spec")
     end_at = window_end(spec.change_window, now) if spec.change_window else None
-    if spec.change_window is not None and end_at is None:
+    override = window_override(ctx) if spec.change_window is not None and end_at is None else None
+    if override is not None:
+        report.evidence("check", override_evidence(override))
+        report.findings.append(f"outside the change window: {override['reason']}")
+    elif spec.change_window is not None and end_at is None:
         problems.append(f"now ({now.isoformat()}) is outside the change window {describe_window(spec.change_window)}")
     elif end_at is not None and estimate is not None and estimate.estimated_end > end_at:
         problems.append(f"the release plan's estimated end {estimate.estimated_end.isoformat()} is after the change "

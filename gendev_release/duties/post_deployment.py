@@ -232,7 +232,7 @@ def write_deployment_documentation(ctx: DutyContext, report: ReportBuilder) -> l
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_deployment(
         service=ctx.spec.service, version=ctx.version, environment=ctx.spec.environment,
-        strategy=ctx.params.strategy.value, run_id=ctx.run_id, target_kind=ctx.target.kind,
+        strategy=ctx.spec.strategy.kind, run_id=ctx.run_id, target_kind=ctx.target.kind,
         read_at=utcnow().isoformat(timespec="seconds"), reports=reports, status=status, problems=problems),
         encoding="utf-8")
     report.evidence("read", Evidence.file(path, summary=f"deployment documentation: {len(problems)} disagreement(s)"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gendev_release.errors import TargetError
-from gendev_release.spec import ReleaseSpec
+from gendev_release.spec import LocalTargetSpec, ReleaseSpec
 from gendev_release.targets.base import Revision, RevisionTarget, Target
 from gendev_release.targets.command import CommandTarget
 from gendev_release.targets.http import HttpTarget
@@ -30,6 +30,10 @@ def make_target(spec: ReleaseSpec, home: Path) -> Target:
     if cls is None:
         raise TargetError(f"unknown target kind {kind!r}; known kinds: {', '.join(TARGETS)}")
     # Every kind takes (its target spec section, the service name, the gendev home).
+    if isinstance(spec.target, LocalTargetSpec):
+        from gendev_release.strategies.flags import local_flags_file
+
+        return LocalTarget(spec.target, spec.service, Path(home), flags_file=local_flags_file(spec, Path(home)))
     return cls(spec.target, spec.service, Path(home))
 
 

@@ -148,6 +148,11 @@ class Target(ABC):
         active = self.status().active
         return active.version if active else None
 
+    def took_traffic(self, run_id: str) -> bool:
+        """Whether a revision ``run_id`` deployed takes traffic now or took some during that run (a canary step)."""
+        active = self.status().active
+        return active is not None and active.run_id == run_id
+
     @abstractmethod
     def url(self) -> str | None:
         """The stable URL clients use (the router); None when nothing is deployed yet."""
@@ -416,6 +421,15 @@ class RevisionTarget(Target):
                 self.store.save(state)
         return outcome
 
+    def took_traffic(self, run_id: str) -> bool:
+        self.observe()
+        state = self.store.read()
+        ours = {revision for revision, record in state.slots.items() if record is not None and record.run_id == run_id}
+        if any(state.traffic().get(revision) for revision in ours):
+            return True
+        return any(entry.get("run_id") == run_id and isinstance(entry.get("weights"), dict)
+                   and any(entry["weights"].get(revision) for revision in ours) for entry in state.history)
+
     # ================================================================= blue/green vocabulary
     def alive(self, slot: str) -> bool:
         """Whether ``slot``'s revision still runs (a reused pid does not count)."""
@@ -479,6 +493,23 @@ class RevisionTarget(Target):
             if last.get("action") == "rollback" and last.get("run_id") == run_id \
                     and last.get("slot") == state.active:
                 return self.status()  # this run's rollback was the last traffic move; repeating it would undo it
+            leader = state.active
+            active = state.record(leader)
+            if leader is not None and active is not None and active.run_id != run_id and self.running(active):
+                # This run's revision never led (a canary step, a rolling batch): the version that
+                # leads takes all traffic again, and the failed revision becomes "previous" so
+                # retire_previous stops it.
+                if to_version is not None and active.version != to_version:
+                    raise TargetError(f"will not roll {self.service} back to slot {leader}: it runs "
+                                      f"{active.version}, but the last verified release is {to_version}")
+                failed = [r for r, rec in state.slots.items() if rec is not None and rec.run_id == run_id
+                          and r != leader]
+                changed = self._move(state, {leader: 100}, run_id, "rollback")
+                if failed and state.previous != failed[0]:
+                    state.previous, changed = failed[0], True
+                if changed:
+                    self.store.save(state)
+                return self.status()
             previous = state.previous
             record = state.record(previous)
             if previous is None or record is None:

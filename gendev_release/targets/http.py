@@ -36,6 +36,46 @@ from gendev_release.webhook_rules import CONNECTION_HINT, conn_env_var
 ANSWER_SHOWN = 300
 
 
+def connection_call(conn_id: str, field: str, endpoint: str, method: str, payload: dict[str, Any] | None,
+                    timeout: float, service: str) -> tuple[int, bytes]:
+    """One JSON request through providers-http's ``HttpHook`` and the Airflow connection ``conn_id``.
+
+    :param field: the spec field naming the connection, for the messages.
+    :param service: what answers (``the deploy API``, ``the flag service``), for the messages.
+    :raises TargetError: the connection is missing or has no host, or no answer came (the message
+        names the connection, never its URL or credentials).
+    """
+    import requests
+    from airflow.providers.http.hooks.http import HttpHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    hook = HttpHook(method=method, http_conn_id=conn_id)
+    try:
+        connection = hook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise TargetError(f"{field}: Airflow connection {conn_id!r} is not defined; "
+                          + CONNECTION_HINT.format(env=conn_env_var(conn_id))) from None
+    except Exception as exc:  # a secrets backend or the Execution API failing
+        raise TargetError(f"{field}: Airflow connection {conn_id!r} could not be looked up "
+                          f"({type(exc).__name__})") from None
+    if not connection.host:
+        raise TargetError(f"{field}: Airflow connection {conn_id!r} has no host; set its host (and port, schema) to "
+                          f"{service}'s, e.g. " + CONNECTION_HINT.format(env=conn_env_var(conn_id)))
+    what = f"{method} {endpoint} through connection {conn_id!r}"
+    options = {"timeout": timeout, "check_response": False, "allow_redirects": False}
+    try:
+        response = hook.run(endpoint, headers={"Accept": "application/json"}, extra_options=options,
+                            **({"json": payload} if payload is not None else {}))
+    except requests.Timeout:
+        raise TargetError(f"{what}: no answer within {timeout:g} s") from None
+    except requests.ConnectionError:
+        raise TargetError(f"{what}: could not connect to {service}") from None
+    except Exception as exc:  # requests' InvalidURL and the like; the text may hold the URL, so only the type
+        raise TargetError(f"{what}: the request could not be sent ({type(exc).__name__})") from None
+    with response:
+        return int(response.status_code), bytes(response.content)
+
+
 class HttpTarget(RemoteTarget):
     """Revisions deployed, weighted and retired through a deploy API; its status is the truth."""
 
@@ -46,42 +86,9 @@ class HttpTarget(RemoteTarget):
         super().__init__(spec, service, home)
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> tuple[int, bytes]:
-        """One request to the API through the connection: ``(status, body)``.
-
-        :raises TargetError: the connection is missing or has no host, or no answer came (the
-            message names the connection, never its URL or credentials).
-        """
-        import requests
-        from airflow.providers.http.hooks.http import HttpHook
-        from airflow.sdk.exceptions import AirflowNotFoundException
-
-        conn_id = self.spec.conn_id
-        hook = HttpHook(method=method, http_conn_id=conn_id)
-        try:
-            connection = hook.get_connection(conn_id)
-        except AirflowNotFoundException:
-            raise TargetError(f"target.conn_id: Airflow connection {conn_id!r} is not defined; "
-                              + CONNECTION_HINT.format(env=conn_env_var(conn_id))) from None
-        except Exception as exc:  # a secrets backend or the Execution API failing
-            raise TargetError(f"target.conn_id: Airflow connection {conn_id!r} could not be looked up "
-                              f"({type(exc).__name__})") from None
-        if not connection.host:
-            raise TargetError(f"target.conn_id: Airflow connection {conn_id!r} has no host; set its host (and port, "
-                              "schema) to the deploy API's, e.g. " + CONNECTION_HINT.format(env=conn_env_var(conn_id)))
-        endpoint = self.spec.endpoint.rstrip("/") + path
-        what = f"{method} {endpoint} through connection {conn_id!r}"
-        options = {"timeout": float(self.spec.timeout_seconds), "check_response": False, "allow_redirects": False}
-        try:
-            response = hook.run(endpoint, headers={"Accept": "application/json"}, extra_options=options,
-                                **({"json": payload} if payload is not None else {}))
-        except requests.Timeout:
-            raise TargetError(f"{what}: no answer within {self.spec.timeout_seconds:g} s") from None
-        except requests.ConnectionError:
-            raise TargetError(f"{what}: could not connect to the deploy API") from None
-        except Exception as exc:  # requests' InvalidURL and the like; the text may hold the URL, so only the type
-            raise TargetError(f"{what}: the request could not be sent ({type(exc).__name__})") from None
-        with response:
-            return int(response.status_code), bytes(response.content)
+        """One request to the API through the connection: ``(status, body)`` (see :func:`connection_call`)."""
+        return connection_call(self.spec.conn_id, "target.conn_id", self.spec.endpoint.rstrip("/") + path, method,
+                               payload, float(self.spec.timeout_seconds), "the deploy API")
 
     def _expect(self, method: str, path: str, status: int, body: bytes, ok: tuple[int, ...] = ()) -> None:
         if 200 <= status < 300 or status in ok:

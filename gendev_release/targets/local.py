@@ -2,8 +2,8 @@
 
 The slots are the target's two revisions: blue-green is weights 100/0 between them, a canary
 90/10. The router is either the builtin one (``target.router: builtin``, the default:
-:mod:`gendev_release.demo.router`, all traffic to the active slot, switched atomically by the
-state file's ``os.replace``) or this target's own nginx (``target.router: nginx``: weighted
+:mod:`gendev_release.demo.router`: the split recorded in the state file, by smooth weighted round
+robin, changed atomically by the file's ``os.replace``) or this target's own nginx (``target.router: nginx``: weighted
 upstreams, each change checked with ``nginx -t`` before ``nginx -s reload``; see
 :mod:`gendev_release.targets.nginx`).
 
@@ -64,8 +64,10 @@ class LocalTarget(RevisionTarget):
     fixed_slots = SLOTS
     spec: LocalTargetSpec
 
-    def __init__(self, spec: LocalTargetSpec, service: str, home: Path) -> None:
+    def __init__(self, spec: LocalTargetSpec, service: str, home: Path, flags_file: Path | None = None) -> None:
         super().__init__(spec, service, home)
+        #: The file flag provider's file (strategy feature_flags), offered to the command as ``{flags_file}``.
+        self.flags_file = flags_file
 
     @property
     def router_mode(self) -> str:
@@ -126,9 +128,6 @@ class LocalTarget(RevisionTarget):
 
     def route(self, state: TargetState, weights: dict[str, int], action: str) -> None:
         if self.router_mode == "builtin":
-            if weights and list(weights.values()) != [100]:
-                raise TargetError(f"the builtin router sends all traffic to one slot; the split {weights} needs "
-                                  "target.router: nginx")
             if weights:
                 self._ensure_router(state)
             return  # the caller's save (one os.replace of state.json) is the switch for the builtin router
@@ -186,6 +185,8 @@ class LocalTarget(RevisionTarget):
     # ================================================================================ changes
     def _argv(self, version: str, port: int) -> list[str]:
         values = {"python": sys.executable, "port": str(port), "version": version, "service": self.service}
+        if self.flags_file is not None:
+            values["flags_file"] = str(self.flags_file)
         try:
             return substitute(list(self.spec.command), values)
         except KeyError as exc:

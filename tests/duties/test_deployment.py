@@ -29,7 +29,7 @@ from gendev_release.duties.switch_watch import ObservedRequest, SwitchObserver, 
 from gendev_release.probes import CheckResult, HttpResult
 from gendev_release.targets.base import ResourceChange
 
-ALL_CHECKS = {"blue_green": {"pre_switch_checks": None}}
+ALL_CHECKS = {"strategy": {"kind": "blue_green", "pre_switch_checks": None}}
 
 
 def _log(ctx) -> list[dict]:
@@ -182,7 +182,8 @@ def test_requests_failing_during_the_switch_block_the_step(tmp_path, fake_target
 def test_api_errors_behind_a_passing_healthz_fail_zero_downtime(tmp_path, fake_target: FakeTarget) -> None:
     # The gate and /healthz pass, but every 4th /version or /api request of the new version answers 500:
     # observing only the health path would have called this switch zero-downtime.
-    ctx = make_ctx(tmp_path, fake_target, {"blue_green": {"pre_switch_checks": ["healthz"]}}, version="1.1.0-errors")
+    ctx = make_ctx(tmp_path, fake_target, {"strategy": {"kind": "blue_green", "pre_switch_checks": ["healthz"]}},
+                   version="1.1.0-errors")
     stage_new(ctx, fake_target, FakeService("1.1.0-errors"))
 
     report = run_step(ctx, "execute_strategy")
@@ -339,12 +340,12 @@ def test_first_release_still_counts_failures_after_the_switch(tmp_path, empty_ta
 
 
 def test_empty_pre_switch_checks_never_switch(tmp_path, fake_target: FakeTarget) -> None:
-    ctx = make_ctx(tmp_path, fake_target, {"blue_green": {"pre_switch_checks": []}})
+    ctx = make_ctx(tmp_path, fake_target, {"strategy": {"kind": "blue_green", "pre_switch_checks": []}})
     stage_new(ctx, fake_target, FakeService("1.1.0"))
 
     report = run_step(ctx, "execute_strategy")
 
-    assert "blue_green.pre_switch_checks is empty" in item(report, "verify").detail
+    assert "strategy.pre_switch_checks is empty" in item(report, "verify").detail
     assert fake_target.switch_calls == [] and report.facts["traffic_moved"] is False
 
 

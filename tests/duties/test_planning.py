@@ -115,8 +115,9 @@ def test_release_plan_passes_and_writes_plan(tmp_path: Path, monkeypatch: pytest
     assert [d.name for d in report.deliverables] == ["Release plan", "Deployment schedule"]
     # the plan's phases carry the DAG's own task ids (the health sensor included), scheduled back to back
     deployment = plan["phases"][4]
-    assert deployment["tasks"] == ["p5_deployment.execute_strategy", "p5_deployment.post_switch_health",
-                                   "p5_deployment.monitoring_alerts"]
+    assert deployment["tasks"] == ["p5_deployment.preview_health", "p5_deployment.execute_strategy",
+                                   "p5_deployment.post_switch_health",
+                                   "p5_deployment.post_promotion", "p5_deployment.monitoring_alerts"]
     assert plan["phases"][0]["start"] == "2026-01-07T10:00:00+00:00"
     assert plan["phases"][-1]["end"] == "2026-01-07T10:40:00+00:00"
     check = item(report, "check")
@@ -398,3 +399,50 @@ def test_phase_2_delivers_every_catalogue_deliverable(tmp_path: Path, monkeypatc
     assert all(delivered[name].stat().st_size > 0 for name in PHASES[1].deliverables)
     stored = {(line["step"], line["name"]) for line in ctx.store.manifest()}
     assert {name for _, name in stored} >= set(PHASES[1].deliverables)
+
+
+def test_window_end_knows_freezes_like_the_change_window_gate() -> None:
+    """One rule with the gate (change_window.evaluate): a freeze closes the window early, or keeps it shut."""
+    window = ChangeWindow(days=["wed"], start="09:00", end="17:00", timezone="UTC",
+                          freeze=[{"start": "2026-01-07T12:00:00+00:00", "end": "2026-01-07T13:00:00+00:00",
+                                   "reason": "payroll run"}])
+    assert window_end(window, WEDNESDAY_10) == datetime(2026, 1, 7, 12, 0, tzinfo=UTC)  # the freeze comes first
+    assert window_end(window, datetime(2026, 1, 7, 12, 30, tzinfo=UTC)) is None  # frozen
+    assert window_end(window, datetime(2026, 1, 7, 13, 30, tzinfo=UTC)) == datetime(2026, 1, 7, 17, 1, tzinfo=UTC)
+    frozen_day = ChangeWindow(days=["wed"], start="09:00", end="17:00", timezone="UTC",
+                              freeze=[{"start": "2026-01-14", "end": "2026-01-14", "reason": "audit"}])
+    assert [start.date().isoformat() for start, _ in next_openings(frozen_day, WEDNESDAY_10, days=14)] == [
+        "2026-01-21"]
+
+
+def test_ics_folding_counts_the_continuation_space() -> None:
+    from gendev_release.duties.phase2_documents import _fold
+
+    for length in range(70, 230):
+        parts = _fold("D" * length)
+        assert all(len(part.encode()) <= 75 for part in parts), length
+        assert "".join(part[1:] if i else part for i, part in enumerate(parts)) == "D" * length
+
+
+def _gate_record(ctx, status: str) -> None:
+    """What the change-window gate writes for this run (sensors/change_window.py), never the duty itself."""
+    ctx.store.save_record("change_window", {
+        "status": status, "reason": "closed, released by an emergency override approved by bob",
+        "state": {"open": False, "reason": "closed: frozen until 2026-02-01: audit"},
+        "override": {"approved": True, "approvers": ["bob"], "decided_at": "2026-01-10T11:59:00+00:00",
+                     "comment": "outage"} if status == "override" else None})
+
+
+def test_an_approved_emergency_override_lets_planning_pass_a_closed_window(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at(datetime(2026, 1, 10, 12, 0, tzinfo=UTC), monkeypatch)  # a Saturday
+    overrides = {"change_window": {"days": ["mon", "tue", "wed", "thu", "fri"], "emergency_override": True}}
+    ctx = make_ctx(tmp_path, StubTarget(), overrides)
+    _gate_record(ctx, "failed")  # the gate did not let it through: still outside the window
+    assert not item(run_step(ctx, "notifications"), "check").passed
+    _gate_record(ctx, "override")
+    report = run_step(ctx, "notifications")
+    assert item(report, "check").passed, item(report, "check").detail
+    assert "outside the change window: closed, released by an emergency override approved by bob" in report.findings
+    plan = run_step(ctx, "release_plan")
+    assert item(plan, "check").passed and "emergency override approved by bob" in item(plan, "check").detail
