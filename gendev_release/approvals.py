@@ -47,7 +47,7 @@ ESCALATION = "escalation"
 #: Evidence records: ``approval-1`` ... ``approval-N``, ``approval-escalation``.
 RECORD_PREFIX = "approval-"
 
-GateRole = Literal["approval", "escalation", "emergency"]
+GateRole = Literal["approval", "escalation", "emergency", "analysis"]
 Outcome = Literal["not_required", "waiting", "approved", "rejected", "escalated"]
 Verdict = Literal["approve", "reject", "refuse", "escalate"]
 
@@ -103,7 +103,13 @@ def high_risk_gate(approvals: Approvals | None, environment: str) -> str | None:
 EMERGENCY = "emergency"
 
 
+#: The records of people's decisions on a paused canary analysis (``approval-analysis-<step number>``).
+ANALYSIS = "analysis"
+
+
 def record_name(role: GateRole, number: int) -> str:
+    if role == ANALYSIS:
+        return f"{RECORD_PREFIX}{ANALYSIS}-{number}"
     return f"{RECORD_PREFIX}{role if role in (ESCALATION, EMERGENCY) else number}"
 
 
@@ -346,7 +352,8 @@ def approvals_markdown(rows: list[dict[str, Any]]) -> list[str]:
         return []
     lines = ["## Approvals", ""]
     for row in rows:
-        label = {"escalation": "escalation", EMERGENCY: "emergency override of the change window"}.get(
+        label = {"escalation": "escalation", EMERGENCY: "emergency override of the change window",
+                 ANALYSIS: f"failed canary analysis of step {row['number']}"}.get(
             str(row.get("role")), f"approval {row['number']} of {row['required']}")
         who = (row.get("decided_by") or {}).get("name")
         text = f"- {label}: **{row['outcome']}**" + (f" by {who}" if who else "")

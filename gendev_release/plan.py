@@ -14,7 +14,7 @@ from gendev_release.approvals import gate_tasks
 from gendev_release.catalogue import PHASES
 from gendev_release.spec import ReleaseSpec
 from gendev_release.spec_rules import VERSION_FORMAT, VERSION_MAX_LENGTH, VERSION_PATTERN
-from gendev_release.strategies import POST_PROMOTION_TASK, PlannedStep, plan_strategy
+from gendev_release.strategies import DECISION_SUFFIX, POST_PROMOTION_TASK, PlannedStep, plan_strategy
 
 TaskKind = Literal["agent", "sensor", "control", "approval", "strategy", "watch"]
 
@@ -164,6 +164,13 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
                 for planned in strategy.before_promotion:
                     tasks.append(strategy_task(phase.id, planned, previous))
                     previous = tasks[-1].task_id
+                    if planned.asks_people:
+                        tasks.append(PlannedTask(
+                            f"{phase.id}.{planned.local_id}{DECISION_SUFFIX}", "approval", "analysis", group=phase.id,
+                            upstream=(previous,), doc=f"Only when {planned.local_id}'s analysis failed: people "
+                                                      "decide (Required actions); Approve continues, Reject or a "
+                                                      "timeout takes the canary back to 0 % and rolls back."))
+                        previous = tasks[-1].task_id
             task = PlannedTask(f"{phase.id}.{step.id}", "agent", "step", group=phase.id, agent=step.agent,
                                duty=step.duty, step_id=step.id, upstream=(previous,),
                                moves_traffic=step.moves_traffic, doc=step.title)

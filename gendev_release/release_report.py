@@ -107,6 +107,8 @@ def progression_markdown(strategy: dict[str, Any] | None) -> list[str]:
             lines.append(f"  - health gate: {step['health'].get('reason')}")
         if step.get("reason"):
             lines.append(f"  - {step['reason']}")
+        if step.get("decision"):
+            lines.append(f"  - people decided: {step['decision']}")
         if step.get("undone"):
             lines.append(f"  - undone: {step['undone']}")
     watch = strategy.get("post_promotion")

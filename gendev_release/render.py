@@ -11,7 +11,7 @@ from typing import Any
 from airflow.sdk import DAG, BaseOperator, Param, TaskGroup
 
 from gendev_release.operators import AGENT_OPERATORS
-from gendev_release.operators.approval import ApprovalGateOperator, WindowOverrideOperator
+from gendev_release.operators.approval import AnalysisDecisionOperator, ApprovalGateOperator, WindowOverrideOperator
 from gendev_release.operators.base import ReleaseOperatorMixin
 from gendev_release.operators.release_control import (
     AbortReleaseOperator,
@@ -60,6 +60,8 @@ def _operator(plan: ReleasePlan, task: PlannedTask) -> BaseOperator:
         return PostPromotionOperator.for_release(**common)
     if task.kind == "approval" and task.role == "emergency":
         return WindowOverrideOperator.for_override(**common)
+    if task.kind == "approval" and task.role == "analysis":
+        return AnalysisDecisionOperator.for_step(local_step=_local_id(task), **common)
     if task.kind == "approval":
         return ApprovalGateOperator.for_gate(gate_task=_local_id(task), **common)
     operator = _CONTROL[task.role].for_release(**common)

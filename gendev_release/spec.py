@@ -1035,9 +1035,11 @@ class CanaryStrategy(_StrategyBase):
     bake_seconds: float = Field(10.0, gt=0, le=86400,
                                 description="How long each step bakes (deferred) while samples are taken.")
     analysis: CanaryAnalysis = Field(default_factory=CanaryAnalysis)
-    on_failed_analysis: Literal["rollback"] = Field(
-        "rollback", description="rollback: canary weight to 0 and the release rolls back. (A pause for a human "
-                                "decision is not built yet.)")
+    on_failed_analysis: Literal["rollback", "pause"] = Field(
+        "rollback", description="rollback: the canary goes back to 0 % and the release rolls back. pause: the canary "
+                                "stays at its weight and one person of approvals.approvers decides in Airflow's "
+                                "Required actions (task canary_<pct>_decision): Approve continues, Reject or a "
+                                "timeout takes the canary back to 0 % and rolls back.")
 
     @field_validator("steps")
     @classmethod
@@ -1194,6 +1196,13 @@ class ReleaseSpec(_Model):
         if self.environment == "production" and (self.approvals is None or self.change_window is None):
             missing = [name for name in ("approvals", "change_window") if getattr(self, name) is None]
             raise ValueError(f"@{missing[0]}: production releases need {' and '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _pause_needs_approvers(self) -> ReleaseSpec:
+        if getattr(self.strategy, "on_failed_analysis", "rollback") == "pause" and self.approvals is None:
+            raise ValueError("@strategy.on_failed_analysis: pause asks people to decide; give approvals (its "
+                             "approvers decide a failed analysis)")
         return self
 
     @model_validator(mode="after")

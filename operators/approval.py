@@ -27,6 +27,7 @@ from airflow.sdk.exceptions import AirflowSkipException, TaskAwaitingInput
 from airflow.sdk.execution_time.hitl import upsert_hitl_detail
 
 from gendev_release.approvals import (
+    ANALYSIS,
     APPROVE,
     EMERGENCY,
     GATE_PHASE,
@@ -56,6 +57,8 @@ from gendev_release.operators.base import ReleaseOperatorMixin, fail_fast
 from gendev_release.release_run import load_record, send_notification, service_lease, update_record
 from gendev_release.sensors.change_window import OVERRIDE_TASK, WindowOverride
 from gendev_release.spec import Approvals, ReleaseSpec
+from gendev_release.strategies import PlannedStep, plan_strategy
+from gendev_release.strategies.steps import decided, stored_record, undo
 
 COMMENT_PARAM = "comment"
 #: The triggering user Airflow records for ``dag.test()`` runs (``airflow/sdk/definitions/dag.py``).
@@ -397,4 +400,91 @@ class WindowOverrideOperator(ApprovalGateOperator):
             f"- Deadline: {record.deadline.isoformat() if record.deadline else '-'}; then the release is rejected",
             "", f"**{APPROVE}** lets it run now (every later gate still applies); **{REJECT}** aborts it. Give a "
             "comment: it is kept in the release's evidence."]
+        return subject, "\n".join(lines)
+
+
+class AnalysisDecisionOperator(ApprovalGateOperator):
+    """``canary_<pct>_decision`` (``on_failed_analysis: pause``): people decide a canary whose analysis failed.
+
+    When the step's analysis passed (or had no baseline) nobody is asked. When it failed, the canary
+    stays at its weight and one person of ``approvals.approvers`` other than the one who triggered
+    the run decides: **Approve** continues to the next step; **Reject** or a timeout takes the canary
+    back to 0 % at once and fails the task, so the release rolls back. The decision goes to the
+    evidence store (``approval-analysis-<n>``) and onto the step's record.
+    """
+
+    local_step: str = ""
+
+    @classmethod
+    def for_step(cls, *, local_step: str, spec_data: dict[str, Any], spec_path: str | None = None,
+                 **kwargs: Any) -> AnalysisDecisionOperator:
+        operator = cls.for_gate(gate_task=local_step, spec_data=spec_data, spec_path=spec_path, **kwargs)
+        assert isinstance(operator, AnalysisDecisionOperator)
+        operator.local_step = local_step
+        operator.subject = f"Decide a failed canary analysis of {spec_data.get('service', 'the service')}"
+        return operator
+
+    def _step(self, ctx: DutyContext) -> PlannedStep:
+        try:
+            return plan_strategy(ctx.spec).step(self.local_step)
+        except KeyError as exc:
+            raise ApprovalError(str(exc.args[0])) from None
+
+    def _open(self, context: Context, ctx: DutyContext) -> GateRecord:
+        spec, step = ctx.spec, self._step(ctx)
+        approvals = spec.approvals
+        triggered_by = getattr(context["dag_run"], "triggering_user_name", None)
+        record = GateRecord(task_id=self.task_id, role=ANALYSIS, number=step.number, required=1,
+                            service=spec.service, version=ctx.version, triggered_by=triggered_by, on_timeout="reject")
+        outcome = stored_record(ctx, step).get("outcome")
+        if outcome in ("passed", "not_applicable"):
+            return record.decide("not_required", f"{step.local_id} {outcome.replace('_', ' ')}: nothing to decide")
+        if outcome != "paused":
+            return record.decide("rejected", f"{step.local_id} left no paused analysis to decide (its record says "
+                                             f"{outcome or 'nothing'}); clear {step.local_id} to run it again")
+        analysis = stored_record(ctx, step).get("analysis") or {}
+        record.stop_reasons = [f"{step.local_id} ({step.percent} %) analysis failed: {reason}"
+                               for reason in analysis.get("reasons") or ["(no reason recorded)"]]
+        now = utcnow()
+        try:
+            if approvals is None:
+                raise ApprovalError("on_failed_analysis: pause needs approvals; none in the spec")
+            record.approvers = resolve_approvers(approvals.approvers, role_members)
+            record.not_users = self._not_users(record.approvers)
+            record.eligible = eligible(record.approvers, triggered_by, record.not_users)
+            record.opened_at, record.deadline = now, deadline_after(now, approvals.timeout_minutes)
+            problem = shortfall(record.approvers, record.eligible, 1, triggered_by, [], record.not_users)
+        except ApprovalError as exc:
+            problem = str(exc)
+        if not problem and triggered_by == DAG_TEST_USER:
+            problem = ("a paused canary needs a person's decision, and dag.test (gendev-release run) never resumes a "
+                       "Human-in-the-loop task; trigger it in a running Airflow")
+        return record.decide("rejected", problem) if problem else record
+
+    def _finish(self, ctx: DutyContext, record: GateRecord, *, keep_earlier: bool) -> dict[str, Any]:
+        step = self._step(ctx)
+        if record.outcome in ("approved", "rejected"):
+            stored = stored_record(ctx, step)
+            who = record.decided_by.name if record.decided_by else "nobody (timeout)"
+            if record.outcome == "rejected" and stored.get("outcome") == "paused":
+                done = undo(ctx, step, stored)
+                decided(ctx, step, {**stored, "undone": done}, "failed", f"rejected by {who}: {record.reason}")
+                record.reason = f"{record.reason}; {done}"
+            elif record.outcome == "approved":
+                decided(ctx, step, stored, "continued", f"approved by {who} despite the failed analysis")
+        return super()._finish(ctx, record, keep_earlier=keep_earlier)
+
+    def _request_text(self, ctx: DutyContext, record: GateRecord) -> tuple[str, str]:
+        step = self._step(ctx)
+        subject = f"{ctx.spec.service} {ctx.version}: the canary at {step.percent} % failed its analysis"
+        lines = [
+            f"The canary of **{ctx.spec.service} {ctx.version}** takes {step.percent} % of the traffic and failed "
+            "its analysis; the spec asks people to decide (on_failed_analysis: pause). It stays at "
+            f"{step.percent} % until you answer.", "",
+            *[f"- {reason}" for reason in record.stop_reasons],
+            f"- Evidence: {ctx.paths.evidence_location} (progress records: samples, statistic, p-value)",
+            f"- Who may answer: {', '.join(record.eligible)}",
+            f"- Deadline: {record.deadline.isoformat() if record.deadline else '-'}; then the canary goes back to "
+            "0 % and the release rolls back", "",
+            f"**{APPROVE}** continues the rollout; **{REJECT}** takes the canary back to 0 % and rolls back."]
         return subject, "\n".join(lines)

@@ -28,12 +28,18 @@ from gendev_release.catalogue import step_by_id
 from gendev_release.errors import SpecError
 from gendev_release.evidence_store import EvidenceStore
 from gendev_release.operators import approval as approval_module
-from gendev_release.operators.approval import ApprovalGateOperator, role_members
+from gendev_release.operators.approval import (
+    AnalysisDecisionOperator,
+    ApprovalGateOperator,
+    WindowOverrideOperator,
+    role_members,
+)
 from gendev_release.plan import plan_release
 from gendev_release.release_report import render_markdown
 from gendev_release.render import build_release_dag
 from gendev_release.report import ReportBuilder
 from gendev_release.run_record import RunRecord, RunRecordStore
+from gendev_release.sensors.change_window import WindowOverride
 from gendev_release.spec import Approvals, ReleaseSpec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,17 +262,21 @@ class Gate:
     """One approval task of a spec, run the way Airflow runs it; captures the HITL requests it writes."""
 
     def __init__(self, spec: ReleaseSpec, local: str, monkeypatch: pytest.MonkeyPatch, home: Path, *,
-                 triggered_by: str | None = "alice", xcoms: dict[str, Any] | None = None) -> None:
+                 triggered_by: str | None = "alice", xcoms: dict[str, Any] | None = None,
+                 operator: ApprovalGateOperator | None = None, record: str | None = None,
+                 conf: dict[str, Any] | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         monkeypatch.setattr(approval_module, "upsert_hitl_detail", lambda **kw: self.requests.append(kw))
-        self.operator = ApprovalGateOperator.for_gate(gate_task=local, task_id=f"p4_environment.{local}",
-                                                      spec_data=spec.model_dump(mode="json"), spec_path=str(DEMO))
+        self.operator = operator or ApprovalGateOperator.for_gate(
+            gate_task=local, task_id=f"p4_environment.{local}", spec_data=spec.model_dump(mode="json"),
+            spec_path=str(DEMO))
         self.ti = FakeTI(self.operator.task_id, xcoms or {})
         self.context: Any = {"ti": self.ti, "task_instance": self.ti, "params": {},
-                             "dag_run": SimpleNamespace(dag_id=spec.dag_id, run_id="r1", conf={"version": "1.2.0"},
+                             "dag_run": SimpleNamespace(dag_id=spec.dag_id, run_id="r1",
+                                                        conf=conf or {"version": "1.2.0"},
                                                         triggering_user_name=triggered_by)}
         self.store = EvidenceStore.at(str(home / "evidence" / spec.dag_id / "r1"))
-        self.record_name = rules.record_name(*self._position(spec, local))
+        self.record_name = record or rules.record_name(*self._position(spec, local))
 
     @staticmethod
     def _position(spec: ReleaseSpec, local: str) -> tuple[Any, int]:
@@ -527,3 +537,97 @@ def test_the_gate_sits_between_phase_4_and_the_traffic_switch() -> None:
     assert "release_gate" in dag.get_task(ids[0]).get_flat_relative_ids(upstream=False)
     edges = sum(len(t.upstream_task_ids) for t in dag.tasks)
     assert edges == len(dag.tasks) - 1 + 2
+
+
+# ------------------------------------------------------------------------ the emergency override
+TODAY = datetime.now(timezone.utc).date()  # the override asks only while the real clock sees the window closed
+FROZEN_NOW = {"freeze": [{"start": (TODAY - timedelta(days=1)).isoformat(),
+                          "end": (TODAY + timedelta(days=30)).isoformat(), "reason": "year-end freeze"}]}
+
+
+def override_gate(monkeypatch: pytest.MonkeyPatch, home: Path, *, window: dict[str, Any],
+                  conf: dict[str, Any]) -> Gate:
+    data = yaml.safe_load(DEMO.read_text())
+    data["approvals"] = {"approvers": ["alice", "role:op"], "required": 1, "timeout_minutes": 30}
+    data["change_window"].update({"emergency_override": True, **window})
+    spec = parse_spec(data, str(DEMO), DEMO)
+    operator = WindowOverrideOperator.for_override(task_id="change_window_override",
+                                                   spec_data=spec.model_dump(mode="json"), spec_path=str(DEMO))
+    return Gate(spec, "change_window_override", monkeypatch, home, operator=operator, record="approval-emergency",
+                conf=conf)
+
+
+def test_no_emergency_asked_or_an_open_window_asks_nobody(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    quiet = override_gate(monkeypatch, home, window=FROZEN_NOW, conf={"version": "1.2.0"})
+    assert quiet.operator.execute(quiet.context) == {} and quiet.requests == []
+    assert quiet.evidence()["outcome"] == "not_required"
+    open_window = override_gate(monkeypatch, home, window={}, conf={"version": "1.2.0", "emergency": True})
+    assert open_window.operator.execute(open_window.context) == {} and open_window.requests == []
+    assert open_window.evidence()["reason"].startswith("the change window is open")
+
+
+def test_an_approved_emergency_hands_the_gate_its_override(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = override_gate(monkeypatch, home, window=FROZEN_NOW, conf={"version": "1.2.0", "emergency": True})
+    state = gate.park()
+    [request] = gate.requests
+    assert [u["id"] for u in request["assigned_users"]] == ["bob", "carol"]  # alice triggered it
+    assert request["subject"] == "Emergency release of demo 1.2.0 outside its change window"
+    assert "frozen until" in request["body"] and "year-end freeze" in request["body"]
+    handed = gate.resume(state, response(APPROVE, "carol", "outage"))
+    override = WindowOverride.model_validate(handed)
+    assert (override.approved, override.approvers, override.comment) == (True, ["carol"], "outage")
+    assert gate.evidence()["role"] == "emergency" and gate.evidence()["outcome"] == "approved"
+
+
+def test_a_rejected_or_silent_emergency_aborts(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = override_gate(monkeypatch, home, window=FROZEN_NOW, conf={"version": "1.2.0", "emergency": True})
+    with pytest.raises(AirflowFailException, match="rejected by bob: wait for the window"):
+        gate.resume(gate.park(), response(REJECT, "bob", "wait for the window"))
+    silent = override_gate(monkeypatch, home, window=FROZEN_NOW, conf={"version": "1.2.0", "emergency": True})
+    with pytest.raises(AirflowFailException, match="a timeout rejects"):
+        silent.resume(silent.park(), TIMEOUT)
+
+
+# ------------------------------------------------------------------ a paused canary analysis
+def decision_gate(monkeypatch: pytest.MonkeyPatch, home: Path, outcome: str) -> tuple[Gate, list[str]]:
+    data = yaml.safe_load(DEMO.read_text())
+    data["approvals"] = {"approvers": ["alice", "role:op"], "required": 1, "timeout_minutes": 30}
+    data["strategy"] = {"kind": "canary", "steps": [10, 100], "on_failed_analysis": "pause"}
+    spec = parse_spec(data, str(DEMO), DEMO)
+    operator = AnalysisDecisionOperator.for_step(local_step="canary_10_decision",
+                                                 task_id="p5_deployment.canary_10_decision",
+                                                 spec_data=spec.model_dump(mode="json"), spec_path=str(DEMO))
+    gate = Gate(spec, "canary_10_decision", monkeypatch, home, operator=operator, record="approval-analysis-1")
+    gate.store.save_record("progress-01-canary_10", {
+        "step": "canary_10", "percent": 10, "outcome": outcome, "new": {"id": "green"}, "baseline": {"id": "blue"},
+        "analysis": {"reasons": ["canary error rate 16.13 % is above 1 %"]}})
+    undone: list[str] = []
+    monkeypatch.setattr(approval_module, "undo", lambda ctx, step, record: undone.append(step.local_id) or
+                        "canary green set back to 0 %")
+    return gate, undone
+
+
+def test_a_passed_analysis_asks_nobody(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, undone = decision_gate(monkeypatch, home, "passed")
+    assert gate.operator.execute(gate.context)["outcome"] == "not_required"
+    assert gate.requests == [] and undone == []
+
+
+def test_people_continue_a_paused_canary(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, undone = decision_gate(monkeypatch, home, "paused")
+    state = gate.park()
+    [request] = gate.requests
+    assert [u["id"] for u in request["assigned_users"]] == ["bob", "carol"]
+    assert "canary_10 (10 %) analysis failed: canary error rate 16.13 % is above 1 %" in request["body"]
+    assert gate.resume(state, response(APPROVE, "bob", "known noisy endpoint"))["outcome"] == "approved"
+    step = json.loads(gate.store.read("progress-01-canary_10.json"))
+    assert step["outcome"] == "continued" and step["decision"].startswith("approved by bob") and undone == []
+
+
+def test_a_rejected_paused_canary_goes_back_to_zero_and_fails(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, undone = decision_gate(monkeypatch, home, "paused")
+    with pytest.raises(AirflowFailException, match="rejected by carol: roll it back; canary green set back to 0 %"):
+        gate.resume(gate.park(), response(REJECT, "carol", "roll it back"))
+    step = json.loads(gate.store.read("progress-01-canary_10.json"))
+    assert (step["outcome"], step["undone"]) == ("failed", "canary green set back to 0 %") and undone == ["canary_10"]
+

@@ -325,6 +325,16 @@ def test_rolling_batch_weights_and_a_batch_larger_than_the_fleet() -> None:
     assert field == "strategy.batch_size" and "3 is more than instances (2)" in text
 
 
+def test_pausing_a_failed_canary_needs_people_to_ask() -> None:
+    def staging_pause(d: dict[str, Any]) -> None:
+        d.update(environment="staging", strategy={"kind": "canary", "on_failed_analysis": "pause"})
+        d.pop("approvals")
+
+    assert only_problem(mutated(staging_pause)) == (
+        "strategy.on_failed_analysis", "pause asks people to decide; give approvals (its approvers decide a failed "
+                                       "analysis)")
+
+
 def test_feature_flags_need_a_provider_and_a_safe_file_name() -> None:
     field, _ = only_problem(mutated(lambda d: d.update(strategy={"kind": "feature_flags", "flag": "x"})))
     assert field == "strategy.provider"

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from gendev_release.spec import ReleaseSpec
 
 StepRole = Literal["canary_step", "rolling_batch", "flag_step"]
+#: The task after a canary step that asks people when its analysis failed (on_failed_analysis: pause).
+DECISION_SUFFIX = "_decision"
 #: The post-promotion watch's task (in phase 5, after the post-switch health sensor and any flag step).
 POST_PROMOTION_TASK = "post_promotion"
 #: Evidence-store records: one per strategy step (``progress-<nn>-<step>.json``) and the watch's.
@@ -43,6 +45,8 @@ class PlannedStep:
     number: int
     percent: int
     doc: str
+    #: A decision task follows the step (a paused canary analysis asks people).
+    asks_people: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class StrategyPlan:
         return (*self.before_promotion, *self.after_promotion)
 
     def step(self, local_id: str) -> PlannedStep:
+        """The step ``local_id`` names (its decision task ``<step>_decision`` names the step too)."""
+        local_id = local_id.removesuffix(DECISION_SUFFIX)
         for step in self.steps:
             if step.local_id == local_id:
                 return step
@@ -74,10 +80,11 @@ def _blue_green(spec: ReleaseSpec) -> StrategyPlan:
 def _canary(spec: ReleaseSpec) -> StrategyPlan:
     strategy = spec.strategy
     assert strategy.kind == "canary"
+    pause = strategy.on_failed_analysis == "pause"
+    then = ("a failure pauses for people's decision" if pause else "a failure sets the canary back to 0 %")
     steps = tuple(PlannedStep(f"canary_{pct}", "canary_step", n, pct,
                               f"Canary at {pct} %: bake {strategy.bake_seconds:g} s (deferred) sampling canary and "
-                              "baseline, then the analysis (thresholds, Mann-Whitney U); a failure sets the canary "
-                              "back to 0 %.")
+                              f"baseline, then the analysis (thresholds, Mann-Whitney U); {then}.", asks_people=pause)
                   for n, pct in enumerate(strategy.steps[:-1], 1))
     return StrategyPlan("canary", steps, (), strategy.post_promotion_seconds,
                         f"canary: {', '.join(f'{p} %' for p in strategy.steps)}")
@@ -117,5 +124,5 @@ def plan_strategy(spec: ReleaseSpec) -> StrategyPlan:
     return STRATEGIES[spec.strategy.kind](spec)
 
 
-__all__ = ["POST_PROMOTION_RECORD", "POST_PROMOTION_TASK", "STEP_RECORD_PREFIX", "STRATEGIES", "PlannedStep",
-           "StrategyPlan", "plan_strategy"]
+__all__ = ["DECISION_SUFFIX", "POST_PROMOTION_RECORD", "POST_PROMOTION_TASK", "STEP_RECORD_PREFIX", "STRATEGIES",
+           "PlannedStep", "StrategyPlan", "plan_strategy"]

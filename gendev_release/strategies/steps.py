@@ -195,8 +195,9 @@ def _samples(event: dict[str, Any]) -> list[RequestSample]:
         raise GateFailed(f"the sampling trigger's event holds a bad sample: {exc}") from None
 
 
-def _baking_record(ctx: DutyContext, step: PlannedStep) -> dict[str, Any]:
-    """The record :func:`begin` stored before deferring (what moved, to which revisions); {} when none."""
+def stored_record(ctx: DutyContext, step: PlannedStep) -> dict[str, Any]:
+    """The step's record as the evidence store holds it: :func:`begin`'s before deferring (what moved, to which
+    revisions) or :func:`finish`'s; {} when there is none."""
     try:
         saved = json.loads(ctx.store.read(f"{record_name(step)}.json"))
     except (GendevError, OSError, ValueError):
@@ -211,7 +212,7 @@ def finish(ctx: DutyContext, step: PlannedStep, record: dict[str, Any], event: d
     """
     from gendev_release.sensors.events import HealthEvent, RequestSamplingEvent, read_event
 
-    record = {**_baking_record(ctx, step), **record}
+    record = {**stored_record(ctx, step), **record}
     if step.role == "rolling_batch":
         health = read_event(HealthEvent, event, "the health-check trigger")
         record.update(health=dict(health), finished_at=utcnow().isoformat())
@@ -250,13 +251,23 @@ def finish(ctx: DutyContext, step: PlannedStep, record: dict[str, Any], event: d
         record["outcome"] = "passed"
         ctx.log("step %s passed: %s", step.local_id, result.describe())
         return _save(ctx, step, record)
+    if step.asks_people:  # on_failed_analysis: pause: the canary stays where it is; people decide next
+        record["outcome"] = "paused"
+        ctx.log("step %s analysis failed, paused for people's decision: %s", step.local_id, result.describe())
+        return _save(ctx, step, record)
     record["outcome"] = "failed"
-    record["undone"] = _undo(ctx, step, record)
+    record["undone"] = undo(ctx, step, record)
     _save(ctx, step, record)
     raise GateFailed(f"{step.local_id} analysis failed ({result.describe()}); {record['undone']}")
 
 
-def _undo(ctx: DutyContext, step: PlannedStep, record: dict[str, Any]) -> str:
+def decided(ctx: DutyContext, step: PlannedStep, record: dict[str, Any], outcome: str, how: str) -> dict[str, Any]:
+    """People decided a paused step: record what they chose (and what was undone) on the step's record."""
+    record = {**record, "outcome": outcome, "decision": how}
+    return _save(ctx, step, record)
+
+
+def undo(ctx: DutyContext, step: PlannedStep, record: dict[str, Any]) -> str:
     """Take the exposure back at once (canary to 0 %, flag off); what was done, for the record and the error."""
     strategy = ctx.spec.strategy
     try:

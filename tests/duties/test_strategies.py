@@ -184,6 +184,19 @@ def test_a_failing_canary_goes_back_to_zero_with_its_analysis_recorded(released:
     assert [r.version for r in ctx.target.revisions() if r.running] == ["1.0.0"]
 
 
+def test_a_paused_canary_keeps_its_weight_and_waits_for_people(released: Any) -> None:
+    paused = {**CANARY, "strategy": {**CANARY["strategy"], "on_failed_analysis": "pause"},
+              "approvals": {"approvers": ["alice", "bob"], "required": 1}}
+    ctx = released(paused, "1.1.0-errors")
+    step = step_of(ctx, "canary_10")
+    assert step.asks_people
+    record, deferral = begin(ctx, step)
+    assert deferral is not None
+    done = finish(ctx, step, record, first_event(deferral.trigger))  # no GateFailed: people decide next
+    assert done["outcome"] == "paused" and not done["analysis"]["passed"] and "undone" not in done
+    assert ctx.target.status().weights[record["new"]["id"]] == 10
+
+
 def test_a_healthy_canary_step_passes_and_keeps_its_weight(released: Any) -> None:
     ctx = released(CANARY, "1.1.0")
     step = step_of(ctx, "canary_50")
