@@ -77,7 +77,7 @@ class ProgressListener:
             header = f"Phase {phase.number}/8: {phase.title}"
             for task in phase.tasks:
                 what = f"{task.agent} ({task.duty})" if task.kind == "agent" else \
-                    "health checks after the switch" if task.kind == "sensor" else \
+                    "health checks after the switch" if task.role == "health" else \
                     task.doc.split(";")[0].split(":")[0].rstrip(".")
                 self.labels[task.task_id] = (header, what)
         for task in (plan.start, *plan.gates(), plan.gate, plan.watcher):

@@ -37,6 +37,33 @@ from gendev_release.spec import AlertRule, ReleaseSpec
 ANOMALY_MARGIN = 0.1
 #: A window through Prometheus spans at least this many scrape intervals (two scrapes inside it, at least).
 MIN_SCRAPES_PER_WINDOW = 3
+#: The deferred window's record (sensors/observation.py MonitoringWindowOperator), and how old it may be
+#: when ``observability`` reads it (older: a cleared step observes again by itself).
+WINDOW_RECORD = "observation-window"
+WINDOW_FRESH_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class DeferredWindow:
+    """The window the deferred task observed: its wall-clock ends, the traffic it sent and any scrapes."""
+
+    started_at: float
+    ended_at: float
+    requests: int
+    traffic: list[str]
+    samples: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, record: Any, now: float) -> DeferredWindow | None:
+        """The record when it is whole and recent, else None (the step observes by itself)."""
+        if not isinstance(record, dict):
+            return None
+        try:
+            window = cls(float(record["started_at"]), float(record["ended_at"]), int(record["requests"]),
+                         [str(u) for u in record["traffic"]], list(record.get("samples") or []))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return window if 0 <= now - window.ended_at <= WINDOW_FRESH_SECONDS else None
 
 
 @dataclass
@@ -113,17 +140,37 @@ def collect_samples(metrics_url: str, traffic_urls: list[str], *, count: int, in
     return samples, counter_name
 
 
-def observe_directly(spec: ReleaseSpec, router: str) -> ObservedWindow:
-    """The fallback: scrape ``router + metrics_path`` over the window, with traffic between scrapes."""
+def _scrapes_of(deferred: DeferredWindow) -> tuple[list[MetricSample], str | None]:
+    samples: list[MetricSample] = []
+    counter: str | None = None
+    for row in deferred.samples:
+        samples.append(MetricSample(int(row.get("index", len(samples))), float(row.get("at_seconds", 0.0)),
+                                    row.get("status"), dict(row.get("series") or {}), row.get("counter"),
+                                    row.get("error")))
+        counter = row.get("counter_name") or counter
+    return samples, counter
+
+
+def observe_directly(spec: ReleaseSpec, router: str, deferred: DeferredWindow | None = None) -> ObservedWindow:
+    """The fallback: scrape ``router + metrics_path`` over the window, with traffic between scrapes.
+
+    :param deferred: the window the deferred task already observed (its scrapes are the samples);
+        None: observe now, in this step.
+    """
     monitoring = spec.monitoring
     metrics_url = router + monitoring.metrics_path
     count = sample_count(monitoring.observation_seconds, monitoring.sample_interval_seconds)
     traffic = [router + endpoint.path for endpoint in spec.critical_endpoints]
-    samples, counter = collect_samples(metrics_url, traffic, count=count, interval=monitoring.sample_interval_seconds,
-                                       metrics={rule.metric for rule in monitoring.alert_rules})
+    if deferred is not None:
+        samples, counter = _scrapes_of(deferred)
+    else:
+        samples, counter = collect_samples(metrics_url, traffic, count=count,
+                                           interval=monitoring.sample_interval_seconds,
+                                           metrics={rule.metric for rule in monitoring.alert_rules})
     ok = [s for s in samples if s.ok]
-    window = ObservedWindow("direct scrape (no Prometheus in the spec)", metrics_url, samples, counter,
-                            samples[-1].at_seconds, len(ok), [])
+    how = "direct scrape (no Prometheus in the spec)" + (", deferred window" if deferred else "")
+    window = ObservedWindow(how, metrics_url, samples, counter, samples[-1].at_seconds if samples else 0.0,
+                            len(ok), [], {"deferred": deferred is not None})
     if len(ok) < 2:
         failed = [f"sample {s.index}: HTTP {s.status} {s.error or ''}".strip() for s in samples if not s.ok]
         window.problems.append(f"only {len(ok)} of {len(samples)} scrapes of {metrics_url} returned samples (>= 2 "
@@ -131,7 +178,7 @@ def observe_directly(spec: ReleaseSpec, router: str) -> ObservedWindow:
     elif counter is None:
         window.problems.append(f"{metrics_url} exposes no request counter: active collection cannot be shown")
     else:
-        stale = _stale_counter(window, len(traffic) * (len(samples) - 1))
+        stale = _stale_counter(window, deferred.requests if deferred else len(traffic) * (len(samples) - 1))
         if stale:
             window.problems.append(stale)
     return window
@@ -142,7 +189,8 @@ def _at(series: Series, when: float) -> float | None:
     return next((value for t, value in series.points if abs(t - when) < 1e-6), None)
 
 
-def observe_through_prometheus(spec: ReleaseSpec, source: PrometheusSource, router: str | None) -> ObservedWindow:
+def observe_through_prometheus(spec: ReleaseSpec, source: PrometheusSource, router: str | None,
+                               deferred: DeferredWindow | None = None) -> ObservedWindow:
     """Traffic through the router during the window, then the window's series from ``query_range``.
 
     The window lasts ``monitoring.observation_seconds`` but at least :data:`MIN_SCRAPES_PER_WINDOW`
@@ -164,17 +212,21 @@ def observe_through_prometheus(spec: ReleaseSpec, source: PrometheusSource, rout
                                "collection cannot be shown")
         return window
     traffic = [router + endpoint.path for endpoint in spec.critical_endpoints] if router else []
-    start = source.client.server_time()
-    requests = 0
-    began = time.monotonic()
-    with httpx.Client() as client:
-        while time.monotonic() - began < seconds:
-            for url in traffic:
-                http_get(url, 2.0, client)
-                requests += 1
-            time.sleep(monitoring.sample_interval_seconds)
+    if deferred is not None:  # the deferred task sent the traffic; its wall clock bounds the window
+        start, requests, traffic = deferred.started_at, deferred.requests, deferred.traffic
+        window.how += ", deferred window"
+    else:
+        start = source.client.server_time()
+        requests = 0
+        began = time.monotonic()
+        with httpx.Client() as client:
+            while time.monotonic() - began < seconds:
+                for url in traffic:
+                    http_get(url, 2.0, client)
+                    requests += 1
+                time.sleep(monitoring.sample_interval_seconds)
     selector = rule_selector(counter, source.job)
-    end = source.client.server_time()
+    end = deferred.ended_at if deferred is not None else source.client.server_time()
     # the traffic of the window's last moments is in once a scrape after its end is stored
     wait_until(lambda: source.client.scalar(f"max(timestamp({selector}))") or 0.0, lambda t: t >= end,
                3 * interval + 2.0)
@@ -190,7 +242,7 @@ def observe_through_prometheus(spec: ReleaseSpec, source: PrometheusSource, rout
         values = {s.key(metric): v for metric, found in by_metric.items() for s in found
                   if (v := _at(s, when)) is not None}
         window.samples.append(MetricSample(index, round(when - start, 3), 200, values, _at(totals[0], when)))
-    window.detail.update(start=start, end=end, requests=requests, traffic=traffic)
+    window.detail.update(start=start, end=end, requests=requests, traffic=traffic, deferred=deferred is not None)
     if window.scrapes < 2:
         window.problems.append(f"{source.describe()} stored {window.scrapes} scrape(s) of job={source.job} in the "
                                f"{end - start:.1f} s window (>= 2 required): it is not collecting")

@@ -29,6 +29,9 @@ WATCHER_TASK = "release_outcome"
 HEALTH_SENSOR = "post_switch_health"
 #: Before any traffic moves: the new revision's own health, deferred (sensors/health.py PreviewHealthSensor).
 PREVIEW_SENSOR = "preview_health"
+#: Phase 7's observation window, deferred before the step that judges it (sensors/observation.py).
+OBSERVATION_TASK = "observation_window"
+OBSERVED_STEP = "observability"
 #: The change-window gate: first after start_release, before anything changes (sensors/change_window.py).
 WINDOW_TASK = "change_window"
 #: People let an emergency run through a closed window (operators/approval.py WindowOverrideOperator).
@@ -153,6 +156,13 @@ def plan_release(spec: ReleaseSpec) -> ReleasePlan:
     for phase in PHASES:
         tasks: list[PlannedTask] = []
         for step in phase.steps:
+            if step.id == OBSERVED_STEP:  # its observation window waits in the triggerer first
+                tasks.append(PlannedTask(f"{phase.id}.{OBSERVATION_TASK}", "watch", "observation", group=phase.id,
+                                         upstream=(previous,),
+                                         doc="Send traffic through the router for the observation window "
+                                             "(deferred); observability then judges what Prometheus or the "
+                                             "scrapes recorded over it."))
+                previous = tasks[-1].task_id
             if step.moves_traffic:
                 preview = PlannedTask(f"{phase.id}.{PREVIEW_SENSOR}", "sensor", "preview", group=phase.id,
                                       upstream=(previous,),

@@ -26,6 +26,7 @@ from gendev_release.operators.release_control import (
 from gendev_release.plan import PlannedTask, ReleasePlan, plan_release
 from gendev_release.sensors.change_window import ChangeWindowGateOperator
 from gendev_release.sensors.health import HealthCheckSensor, PreviewHealthSensor
+from gendev_release.sensors.observation import MonitoringWindowOperator
 from gendev_release.sensors.progressive import PostPromotionOperator, StrategyStepOperator
 from gendev_release.spec import ReleaseSpec
 
@@ -56,6 +57,8 @@ def _operator(plan: ReleasePlan, task: PlannedTask) -> BaseOperator:
         return sensor.for_release(poke_interval=1.0, **common)
     if task.kind == "strategy":
         return StrategyStepOperator.for_step(local_step=_local_id(task), **common)
+    if task.kind == "watch" and task.role == "observation":
+        return MonitoringWindowOperator.for_release(**common)
     if task.kind == "watch":
         return PostPromotionOperator.for_release(**common)
     if task.kind == "approval" and task.role == "emergency":

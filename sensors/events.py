@@ -93,6 +93,28 @@ class RequestSamplingEvent(TypedDict):
     samples: list[RequestRow]
 
 
+class ScrapeRow(TypedDict):
+    index: int
+    at_seconds: float
+    status: int | None
+    series: dict[str, float]
+    counter: float | None
+    counter_name: str | None
+    error: str | None
+
+
+class TrafficWindowEvent(TypedDict):
+    status: Literal["success", "failed"]
+    started_at: float
+    until: float
+    ended_at: float
+    requests: int
+    traffic: list[str]
+    scrape_url: str | None
+    samples: list[ScrapeRow]
+    reason: str
+
+
 class WindowEvent(TypedDict):
     status: Literal["open", "failed"]
     requested_at: float

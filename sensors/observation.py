@@ -20,10 +20,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowSkipException
 from pydantic import ValidationError
 
 from gendev_release.errors import GateFailed
-from gendev_release.operators.base import fail_fast
+from gendev_release.operators.base import ReleaseOperatorMixin, fail_fast
 from gendev_release.sensors.events import BakeEvent, SamplingEvent, read_event
 from gendev_release.sensors.triggers import MetricSamplingTrigger, ObservationWindowTrigger
 from gendev_release.spec import HealthCheck
@@ -161,3 +162,67 @@ class MetricSamplingOperator(BaseOperator):
                 raise GateFailed(f"metric sampling of {sampled['url']} failed: {sampled['reason']}")
             self.log.info("metric sampling: %s", sampled["reason"])
             return dict(sampled)
+
+
+class MonitoringWindowOperator(BaseOperator, ReleaseOperatorMixin):
+    """Phase 7's observation window, deferred: traffic through the router for ``monitoring.observation_seconds``.
+
+    With a Prometheus in the spec the window lasts at least :data:`~gendev_release.observation.MIN_SCRAPES_PER_WINDOW`
+    scrape intervals and ``observability`` then queries Prometheus over it; without one the trigger
+    scrapes the metrics path each round and those scrapes are the samples. The event is stored as
+    ``observation-window.json``; ``observability`` judges it (and observes by itself when the record is
+    missing or stale). Built with :meth:`~gendev_release.operators.base.ReleaseOperatorMixin.for_release`.
+    """
+
+    ui_color = "#e8f0fe"
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        from gendev_release.duties.common import router_url
+        from gendev_release.observation import MIN_SCRAPES_PER_WINDOW, sample_count
+        from gendev_release.prometheus_api import PrometheusError
+        from gendev_release.prometheus_watch import job_targets, open_prometheus, scrape_interval
+        from gendev_release.sensors.triggers import TrafficWindowTrigger
+
+        with fail_fast():
+            ctx = self.duty_context(context)
+            if ctx.params.dry_run:
+                raise AirflowSkipException("dry run: nothing serves this version, nothing to observe")
+            self.enter_run(context, ctx)
+            self.require_serving(ctx)
+            router = router_url(ctx)
+            if router is None:
+                raise GateFailed("observation window: the target has no router URL")
+            monitoring = ctx.spec.monitoring
+            try:
+                source = open_prometheus(ctx, router)
+            except PrometheusError as exc:  # observability reports it; nothing to wait for here
+                self.log.warning("observation window not opened: %s", exc)
+                return None
+            interval = monitoring.sample_interval_seconds
+            if source is not None:
+                seconds = max(monitoring.observation_seconds,
+                              MIN_SCRAPES_PER_WINDOW * scrape_interval(source, job_targets(source)))
+            else:
+                seconds = (sample_count(monitoring.observation_seconds, interval) - 1) * interval
+            now = time.time()
+            traffic = [router + endpoint.path for endpoint in ctx.spec.critical_endpoints]
+            self.log.info("observing %s for %.1f s (deferred)%s", router, seconds,
+                          "" if source else ", scraping " + router + monitoring.metrics_path)
+            self.defer(trigger=TrafficWindowTrigger(
+                traffic=traffic, started_at=now, until=now + seconds, interval_seconds=interval,
+                scrape_url=None if source else router + monitoring.metrics_path,
+                series=sorted({rule.metric for rule in monitoring.alert_rules})),
+                method_name="execute_complete", timeout=timedelta(seconds=seconds) + DEFER_GRACE)
+            return None  # not reached: defer() raises
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        from gendev_release.observation import WINDOW_RECORD
+        from gendev_release.sensors.events import TrafficWindowEvent
+
+        with fail_fast():
+            ctx = self.duty_context(context)
+            window = read_event(TrafficWindowEvent, event, "the observation-window trigger")
+            ctx.store.save_record(WINDOW_RECORD, dict(window), keep_earlier=False)
+            self.log.info("observation window done: %s", window["reason"])
+            return {"started_at": window["started_at"], "ended_at": window["ended_at"],
+                    "requests": window["requests"], "reason": window["reason"]}

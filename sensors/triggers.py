@@ -11,6 +11,8 @@ and derives its classpath from the class.
 * :class:`MetricSamplingTrigger`: metric samples over a window, from a metrics URL or a Prometheus query;
 * :class:`RequestSamplingTrigger`: requests to two sides (canary and baseline, or flag on and off) over
   a bake, for the canary analysis (:mod:`gendev_release.strategies.analysis`);
+* :class:`TrafficWindowTrigger`: phase 7's observation window: traffic to the critical endpoints through
+  the router, and (without Prometheus) a scrape of the metrics path each round;
 * :class:`ChangeWindowTrigger`: waits until the change window opens.
 """
 
@@ -38,7 +40,7 @@ from gendev_release.gates import (
     judge_answer,
 )
 from gendev_release.probes import parse_prometheus_text
-from gendev_release.prometheus import base_name
+from gendev_release.prometheus import base_name, request_counter
 from gendev_release.prometheus_api import PrometheusClient, PrometheusError
 from gendev_release.sensors.events import (
     MAX_EVENT_ITEMS,
@@ -50,6 +52,8 @@ from gendev_release.sensors.events import (
     RoundRow,
     SampleRow,
     SamplingEvent,
+    ScrapeRow,
+    TrafficWindowEvent,
     WindowEvent,
 )
 
@@ -311,6 +315,72 @@ class RequestSamplingTrigger(BaseTrigger):
         yield TriggerEvent(RequestSamplingEvent(
             status="success", urls=self.urls, started_at=self.started_at, until=self.until, ended_at=time.time(),
             rounds=rounds, reason=f"{rounds} round(s) over {len(self.paths)} path(s)", samples=samples))
+
+
+class TrafficWindowTrigger(BaseTrigger):
+    """Send one GET to every ``traffic`` URL per round until ``until``; scrape ``scrape_url`` first in each round.
+
+    The observation window of phase 7: Prometheus (when the spec has one) records what the traffic
+    did, and the step queries it over ``[started_at, ended_at]``; without one, the scrapes taken here
+    are the samples (only ``series`` and the request counter are kept). A round always runs once,
+    even when the triggerer resumes after ``until``.
+    """
+
+    def __init__(self, *, traffic: list[str], started_at: float, until: float, interval_seconds: float,
+                 scrape_url: str | None = None, series: list[str] | None = None) -> None:
+        super().__init__()
+        self.traffic = traffic
+        self.started_at = started_at
+        self.until = until
+        self.interval_seconds = interval_seconds
+        self.scrape_url = scrape_url
+        self.series = series or []
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (classpath(self),
+                {"traffic": self.traffic, "started_at": self.started_at, "until": self.until,
+                 "interval_seconds": self.interval_seconds, "scrape_url": self.scrape_url, "series": self.series})
+
+    async def _scrape(self, client: httpx.AsyncClient, index: int) -> ScrapeRow:
+        status: int | None = None
+        error: str | None = None
+        text = ""
+        try:
+            response = await client.get(str(self.scrape_url), timeout=5.0)
+            status, text = response.status_code, response.text
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        parsed = parse_prometheus_text(text) if status == 200 else {}
+        counter = request_counter(text) if status == 200 else None
+        wanted = set(self.series)
+        return ScrapeRow(index=index, at_seconds=round(time.time() - self.started_at, 3), status=status,
+                         series={k: v for k, v in parsed.items() if base_name(k) in wanted},
+                         counter=counter[1] if counter else None, counter_name=counter[0] if counter else None,
+                         error=error)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        samples: list[ScrapeRow] = []
+        requests = rounds = 0
+        async with httpx.AsyncClient() as client:
+            while True:
+                if self.scrape_url and len(samples) < MAX_EVENT_ITEMS:
+                    samples.append(await self._scrape(client, len(samples)))
+                if rounds and time.time() >= self.until:  # the last scrape follows the last traffic
+                    break
+                rounds += 1
+                for url in self.traffic:
+                    try:
+                        await client.get(url, timeout=2.0)
+                    except httpx.HTTPError:
+                        pass  # a failed request is what the metrics show; the window goes on
+                    requests += 1
+                await asyncio.sleep(max(0.0, min(self.interval_seconds, self.until - time.time())))
+        ended = time.time()
+        self.log.info("observation window: %d request(s), %d scrape(s)", requests, len(samples))
+        yield TriggerEvent(TrafficWindowEvent(
+            status="success", started_at=self.started_at, until=self.until, ended_at=ended, requests=requests,
+            traffic=self.traffic, scrape_url=self.scrape_url, samples=samples,
+            reason=f"{requests} request(s) to {len(self.traffic)} endpoint(s) over {ended - self.started_at:.1f} s"))
 
 
 class ChangeWindowTrigger(BaseTrigger):

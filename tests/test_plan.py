@@ -88,8 +88,8 @@ def test_sixteen_agent_steps_with_seed_agents(plan: ReleasePlan) -> None:
 def test_every_step_follows_the_previous_task(plan: ReleasePlan) -> None:
     chain = main_chain(plan)
     assert chain[0] == START_TASK and chain[-1] == GATE_TASK
-    # start, change window, steps, preview and post-switch sensors, post-promotion watch, gate
-    assert len(chain) == len(set(chain)) == 1 + 1 + 16 + 2 + 1 + 1
+    # start, change window, steps, preview and post-switch sensors, post-promotion watch, observation window, gate
+    assert len(chain) == len(set(chain)) == 1 + 1 + 16 + 2 + 1 + 1 + 1
     assert plan.start.upstream == ()
     for previous, current in zip(chain, chain[1:], strict=False):
         assert plan.task(current).upstream == (previous,), current
@@ -165,7 +165,7 @@ def test_watcher_waits_for_everything(plan: ReleasePlan) -> None:
 
 def test_task_ids_unique_and_lookup(plan: ReleasePlan) -> None:
     ids = [t.task_id for t in plan.all_tasks()]
-    assert len(ids) == len(set(ids)) == 22 + 5 + 1
+    assert len(ids) == len(set(ids)) == 23 + 5 + 1
     with pytest.raises(KeyError):
         plan.task("nope")
 
@@ -240,7 +240,8 @@ def test_graph_json_contract(plan: ReleasePlan) -> None:
     assert [p["sensors"] for p in graph["phases"]] == [
         [], [], [], [], [{"task_id": "p5_deployment.preview_health", "upstream": ["p4_environment.hardening"]},
                          {"task_id": SENSOR, "upstream": ["p5_deployment.execute_strategy"]},
-                         {"task_id": "p5_deployment.post_promotion", "upstream": [SENSOR]}], [], [], []]
+                         {"task_id": "p5_deployment.post_promotion", "upstream": [SENSOR]}], [],
+        [{"task_id": "p7_monitoring.observation_window", "upstream": ["p6_testing.qa"]}], []]
     assert all(p["strategy_steps"] == [] for p in graph["phases"])  # blue-green: no steps before promotion
     branch = {t["task_id"]: t for t in graph["failure_branch"]}
     assert list(branch) == [DECIDE_TASK, ABORT_TASK, ROLLBACK_TASK, VERIFY_TASK, NOTIFY_TASK, WATCHER_TASK]

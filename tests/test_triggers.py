@@ -31,6 +31,7 @@ from gendev_release.sensors.triggers import (
     MetricSamplingTrigger,
     ObservationWindowTrigger,
     RequestSamplingTrigger,
+    TrafficWindowTrigger,
 )
 from gendev_release.spec import ChangeWindow
 
@@ -83,6 +84,14 @@ TRIGGERS: dict[str, tuple[BaseTrigger, tuple[str, dict[str, Any]]]] = {
          {"urls": {"router": "http://127.0.0.1:8080"}, "paths": ["/api/items"], "started_at": 1767225600.0,
           "until": 1767225610.0, "interval_seconds": 0.5, "group_header": "X-Gendev-Flag",
           "timeout_seconds": 2.0})),
+    "traffic_window": (
+        TrafficWindowTrigger(traffic=["http://127.0.0.1:8080/api/items"], started_at=1767225600.0,
+                             until=1767225605.0, interval_seconds=0.5, scrape_url="http://127.0.0.1:8080/metrics",
+                             series=["demo_http_error_ratio"]),
+        ("gendev_release.sensors.triggers.TrafficWindowTrigger",
+         {"traffic": ["http://127.0.0.1:8080/api/items"], "started_at": 1767225600.0, "until": 1767225605.0,
+          "interval_seconds": 0.5, "scrape_url": "http://127.0.0.1:8080/metrics",
+          "series": ["demo_http_error_ratio"]})),
     "change_window": (
         ChangeWindowTrigger(window=WINDOW.model_dump(mode="json"), deadline=1767830400.0, requested_at=1767225600.0),
         ("gendev_release.sensors.triggers.ChangeWindowTrigger",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,13 @@ from gendev_release.duties.performance import (  # noqa: F401 (registers the per
     performance,
     regression_problem,
 )
+from gendev_release.errors import GendevError
 from gendev_release.facts import Baseline, handed_on
 from gendev_release.observation import (
     ANOMALY_MARGIN,
+    WINDOW_RECORD,
     Comparison,
+    DeferredWindow,
     MetricSample,
     ObservedWindow,
     build_dashboard,
@@ -97,6 +101,15 @@ PROOFS.update(PERFORMANCE_PROOFS)  # the matrix reads both steps of phase 7 from
 
 
 # ============================================================================== observability
+def deferred_window(ctx: DutyContext) -> DeferredWindow | None:
+    """The window ``p7_monitoring.observation_window`` observed (deferred) for this run, if recent and whole."""
+    try:
+        record = json.loads(ctx.store.read(f"{WINDOW_RECORD}.json"))
+    except (GendevError, OSError, ValueError):
+        return None
+    return DeferredWindow.of(record, time.time())
+
+
 @duty("observability")
 def observability(ctx: DutyContext, report: ReportBuilder) -> None:
     """Samples over the window, the dashboard's queries, anomalies against the baseline, SLA compliance."""
@@ -111,8 +124,13 @@ def observability(ctx: DutyContext, report: ReportBuilder) -> None:
         report.fail_items(JUDGED_ITEMS, "the target has no router URL: no metrics endpoint to observe and no "
                                         "Prometheus named in monitoring.prometheus")
         return
+    deferred = deferred_window(ctx)
+    if deferred is None:
+        report.findings.append("no recent deferred observation window of this run "
+                               f"({WINDOW_RECORD}.json): the window was observed in this step")
     try:
-        window = observe_through_prometheus(spec, source, router) if source else observe_directly(spec, str(router))
+        window = observe_through_prometheus(spec, source, router, deferred) if source else \
+            observe_directly(spec, str(router), deferred)
     except PrometheusError as exc:
         report.fail_items(JUDGED_ITEMS, f"{source.describe() if source else 'observation'}: {exc}")
         return

@@ -490,3 +490,80 @@ def test_real_local_target_phases_5_and_7_with_a_launched_prometheus(tmp_path: P
         assert all(stored[name]["size"] > 0 for name in wanted)
     gaps = deliverable_gaps(manifest)
     assert not [gap for gap in gaps if gap.startswith("phase 7") or gap == "phase 5: Monitoring alerts"]
+
+
+# ============================================================================ the deferred window
+def deferred_window(ctx: DutyContext, target: FakeTarget, *, seconds: float = 0.3,
+                    scrape: bool = True) -> dict[str, object]:
+    """Run the observation window's trigger as the triggerer would and store its event as the task does."""
+    import asyncio
+    import time
+
+    from gendev_release.observation import WINDOW_RECORD
+    from gendev_release.sensors.triggers import TrafficWindowTrigger
+
+    router = str(target.url())
+    now = time.time()
+    trigger = TrafficWindowTrigger(traffic=[router + e.path for e in ctx.spec.critical_endpoints], started_at=now,
+                                   until=now + seconds, interval_seconds=0.1,
+                                   scrape_url=router + ctx.spec.monitoring.metrics_path if scrape else None,
+                                   series=sorted({r.metric for r in ctx.spec.monitoring.alert_rules}))
+
+    async def first() -> dict[str, object]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    event = asyncio.run(first())
+    ctx.store.save_record(WINDOW_RECORD, event, keep_earlier=False)
+    return event
+
+
+def test_the_step_judges_the_deferred_window_instead_of_waiting_itself(tmp_path: Path,
+                                                                       empty_target: FakeTarget) -> None:
+    service = FakeService("1.1.0")
+    go_live(empty_target, "green", service)
+    ctx = make_ctx(tmp_path, empty_target, DIRECT)
+    event = deferred_window(ctx, empty_target)
+    rounds = int(event["requests"]) // len(ctx.spec.critical_endpoints)  # type: ignore[call-overload]
+    assert rounds >= 1 and event["requests"] == rounds * len(ctx.spec.critical_endpoints)
+    assert len(event["samples"]) == rounds + 1  # type: ignore[arg-type]  # a scrape before and after each round
+
+    report = run_step(ctx, "observability")
+
+    assert report.status == "passed", report.blocking_issues
+    verify = item(report, "verify")
+    assert verify.detail.startswith("direct scrape (no Prometheus in the spec), deferred window")
+    assert not any("observed in this step" in finding for finding in report.findings)
+
+
+def test_a_frozen_counter_in_the_deferred_window_still_fails_verify(tmp_path: Path, empty_target: FakeTarget) -> None:
+    go_live(empty_target, "green", FakeService("1.1.0", freeze_counter=True))
+    ctx = make_ctx(tmp_path, empty_target, DIRECT)
+    deferred_window(ctx, empty_target)
+    verify = item(run_step(ctx, "observability"), "verify")
+    assert not verify.passed and "did not increase over the window (5 -> 5) although " in verify.detail
+
+
+def test_a_stale_window_record_is_not_trusted(tmp_path: Path, empty_target: FakeTarget) -> None:
+    from gendev_release.observation import WINDOW_FRESH_SECONDS, DeferredWindow
+
+    record = {"started_at": 1000.0, "ended_at": 1003.0, "requests": 9, "traffic": ["http://x/"], "samples": []}
+    assert DeferredWindow.of(record, 1003.0 + WINDOW_FRESH_SECONDS - 1) is not None
+    assert DeferredWindow.of(record, 1003.0 + WINDOW_FRESH_SECONDS + 1) is None
+    assert DeferredWindow.of({**record, "requests": "many"}, 1004.0) is None
+
+
+def test_through_prometheus_the_step_queries_the_deferred_windows_span(tmp_path: Path, empty_target: FakeTarget,
+                                                                      prometheus: TestPrometheus) -> None:
+    ctx = make_ctx(tmp_path, empty_target, through(prometheus))
+    live(empty_target, prometheus, FakeService("1.1.0"), ctx.spec)
+    event = deferred_window(ctx, empty_target, seconds=1.6, scrape=False)  # three scrape intervals of 0.5 s
+    assert event["samples"] == [] and int(event["requests"]) >= 3  # type: ignore[call-overload]
+
+    report = run_step(ctx, "observability")
+
+    assert report.status == "passed", report.blocking_issues
+    verify = item(report, "verify")
+    assert verify.detail.startswith("Prometheus query_range") and "deferred window" in verify.detail
+
