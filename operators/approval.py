@@ -286,6 +286,23 @@ class ApprovalGateOperator(HITLOperator, ReleaseOperatorMixin):
         return payload
 
     # ------------------------------------------------------------------------------------- helpers
+    def _one_of(self, record: GateRecord, approvals: Approvals, needs: str) -> GateRecord:
+        """Ask one person of ``approvals.approvers`` other than the one who triggered the run (the emergency
+        override, a paused canary); rejected at once when nobody could answer."""
+        now = utcnow()
+        try:
+            record.approvers = resolve_approvers(approvals.approvers, role_members)
+            record.not_users = self._not_users(record.approvers)
+            record.eligible = eligible(record.approvers, record.triggered_by, record.not_users)
+            record.opened_at, record.deadline = now, deadline_after(now, approvals.timeout_minutes)
+            problem = shortfall(record.approvers, record.eligible, 1, record.triggered_by, [], record.not_users)
+        except ApprovalError as exc:
+            problem = str(exc)
+        if not problem and record.triggered_by == DAG_TEST_USER:
+            problem = (f"{needs}, and dag.test (gendev-release run) never resumes a Human-in-the-loop task; trigger "
+                       "it in a running Airflow")
+        return record.decide("rejected", problem) if problem else record
+
     def _not_users(self, approvers: list[str]) -> list[str]:
         """Approvers Airflow does not list as users: they could never log in, so they are never asked."""
         users = known_users()
@@ -360,24 +377,12 @@ class WindowOverrideOperator(ApprovalGateOperator):
         if window is None or approvals is None or not window.emergency_override:
             return record.decide("rejected", "this spec allows no emergency override (change_window."
                                              "emergency_override and approvals)")
-        now = utcnow()
-        state = evaluate(window, now)
+        state = evaluate(window, utcnow())
         if state.open:
             return record.decide("not_required", f"the change window is open ({state.reason}): no override needed")
         record.stop_reasons = [f"emergency override requested by {triggered_by or 'nobody (scheduled)'}: the change "
                                f"window is {state.reason}"]
-        try:
-            record.approvers = resolve_approvers(approvals.approvers, role_members)
-            record.not_users = self._not_users(record.approvers)
-            record.eligible = eligible(record.approvers, triggered_by, record.not_users)
-            record.opened_at, record.deadline = now, deadline_after(now, approvals.timeout_minutes)
-            problem = shortfall(record.approvers, record.eligible, 1, triggered_by, [], record.not_users)
-        except ApprovalError as exc:
-            problem = str(exc)
-        if not problem and triggered_by == DAG_TEST_USER:
-            problem = ("an emergency override needs a person's approval, and dag.test (gendev-release run) never "
-                       "resumes a Human-in-the-loop task; trigger it in a running Airflow")
-        return record.decide("rejected", problem) if problem else record
+        return self._one_of(record, approvals, "an emergency override needs a person's approval")
 
     def _finish(self, ctx: DutyContext, record: GateRecord, *, keep_earlier: bool) -> dict[str, Any]:
         super()._finish(ctx, record, keep_earlier=keep_earlier)  # records it; a rejection fails the task here
@@ -445,21 +450,9 @@ class AnalysisDecisionOperator(ApprovalGateOperator):
         analysis = stored_record(ctx, step).get("analysis") or {}
         record.stop_reasons = [f"{step.local_id} ({step.percent} %) analysis failed: {reason}"
                                for reason in analysis.get("reasons") or ["(no reason recorded)"]]
-        now = utcnow()
-        try:
-            if approvals is None:
-                raise ApprovalError("on_failed_analysis: pause needs approvals; none in the spec")
-            record.approvers = resolve_approvers(approvals.approvers, role_members)
-            record.not_users = self._not_users(record.approvers)
-            record.eligible = eligible(record.approvers, triggered_by, record.not_users)
-            record.opened_at, record.deadline = now, deadline_after(now, approvals.timeout_minutes)
-            problem = shortfall(record.approvers, record.eligible, 1, triggered_by, [], record.not_users)
-        except ApprovalError as exc:
-            problem = str(exc)
-        if not problem and triggered_by == DAG_TEST_USER:
-            problem = ("a paused canary needs a person's decision, and dag.test (gendev-release run) never resumes a "
-                       "Human-in-the-loop task; trigger it in a running Airflow")
-        return record.decide("rejected", problem) if problem else record
+        if approvals is None:
+            return record.decide("rejected", "on_failed_analysis: pause needs approvals; none in the spec")
+        return self._one_of(record, approvals, "a paused canary needs a person's decision")
 
     def _finish(self, ctx: DutyContext, record: GateRecord, *, keep_earlier: bool) -> dict[str, Any]:
         step = self._step(ctx)

@@ -19,6 +19,7 @@ and derives its classpath from the class.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
@@ -62,6 +63,15 @@ def classpath(trigger: BaseTrigger) -> str:
     return f"{type(trigger).__module__}.{type(trigger).__qualname__}"
 
 
+class ArgumentsTrigger(BaseTrigger):
+    """A trigger whose ``serialize()`` is its constructor's keyword arguments, each read back from the
+    attribute of the same name: what the triggerer stores rebuilds the same trigger (tested per trigger)."""
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        names = [name for name in inspect.signature(type(self).__init__).parameters if name != "self"]
+        return classpath(self), {name: getattr(self, name) for name in names}
+
+
 async def check_round(client: httpx.AsyncClient, url: str, probes: Sequence[Probe]) -> list[CheckRow]:
     """One round of health checks against ``url``, each judged by :func:`gendev_release.gates.judge_answer`."""
     rows: list[CheckRow] = []
@@ -85,7 +95,7 @@ def outcomes(rows: Sequence[CheckRow]) -> CheckOutcomes:
     return [(row["passed"], row["reason"]) for row in rows]
 
 
-class HealthCheckTrigger(BaseTrigger):
+class HealthCheckTrigger(ArgumentsTrigger):
     """Poll health checks until ``consecutive_successes`` clean rounds, or fail when the next round would pass
     ``deadline`` (epoch seconds).
 
@@ -101,11 +111,6 @@ class HealthCheckTrigger(BaseTrigger):
         self.consecutive_successes = consecutive_successes
         self.interval_seconds = interval_seconds
         self.deadline = deadline
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (classpath(self),
-                {"url": self.url, "checks": self.checks, "consecutive_successes": self.consecutive_successes,
-                 "interval_seconds": self.interval_seconds, "deadline": self.deadline})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         probes = [Probe.of(check) for check in self.checks]
@@ -126,7 +131,7 @@ class HealthCheckTrigger(BaseTrigger):
                                        rounds=len(gate.rounds), reason=verdict.reason, last_results=last))
 
 
-class ObservationWindowTrigger(BaseTrigger):
+class ObservationWindowTrigger(ArgumentsTrigger):
     """A bake or observation window: sample health every ``interval_seconds`` until ``until`` (epoch seconds).
 
     Fails as soon as more than ``failure_limit`` rounds failed; passes at ``until`` otherwise. After a
@@ -142,11 +147,6 @@ class ObservationWindowTrigger(BaseTrigger):
         self.until = until
         self.interval_seconds = interval_seconds
         self.failure_limit = failure_limit
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (classpath(self),
-                {"url": self.url, "checks": self.checks, "started_at": self.started_at, "until": self.until,
-                 "interval_seconds": self.interval_seconds, "failure_limit": self.failure_limit})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         probes = [Probe.of(check) for check in self.checks]
@@ -176,7 +176,7 @@ def sample_row(sample: Sample) -> SampleRow:
     return SampleRow(at=sample.at, ok=sample.ok, values=sample.values, status=sample.status, error=sample.error)
 
 
-class MetricSamplingTrigger(BaseTrigger):
+class MetricSamplingTrigger(ArgumentsTrigger):
     """Collect metric samples from ``started_at`` to ``until`` (epoch seconds); at least ``min_samples`` usable.
 
     ``source="scrape"``: GET ``url`` (Prometheus exposition text) every ``interval_seconds`` and keep the
@@ -198,12 +198,6 @@ class MetricSamplingTrigger(BaseTrigger):
         self.min_samples = min_samples
         self.series = series
         self.query = query
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (classpath(self),
-                {"source": self.source, "url": self.url, "started_at": self.started_at, "until": self.until,
-                 "interval_seconds": self.interval_seconds, "min_samples": self.min_samples, "series": self.series,
-                 "query": self.query})
 
     async def _scrape(self, client: httpx.AsyncClient) -> list[Sample]:
         now = time.time()
@@ -256,7 +250,7 @@ class MetricSamplingTrigger(BaseTrigger):
                                          samples=[sample_row(s) for s in gate.samples[-MAX_EVENT_ITEMS:]]))
 
 
-class RequestSamplingTrigger(BaseTrigger):
+class RequestSamplingTrigger(ArgumentsTrigger):
     """Request every path on every URL once per round until ``until`` (epoch seconds): the bake of a canary step.
 
     :param urls: side -> base URL (``{"canary": ..., "baseline": ...}``), or one URL when ``group_header``
@@ -275,12 +269,6 @@ class RequestSamplingTrigger(BaseTrigger):
         self.interval_seconds = interval_seconds
         self.group_header = group_header
         self.timeout_seconds = timeout_seconds
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (classpath(self),
-                {"urls": self.urls, "paths": self.paths, "started_at": self.started_at, "until": self.until,
-                 "interval_seconds": self.interval_seconds, "group_header": self.group_header,
-                 "timeout_seconds": self.timeout_seconds})
 
     async def _request(self, client: httpx.AsyncClient, side: str, url: str, path: str) -> RequestRow:
         started = time.monotonic()
@@ -317,7 +305,7 @@ class RequestSamplingTrigger(BaseTrigger):
             rounds=rounds, reason=f"{rounds} round(s) over {len(self.paths)} path(s)", samples=samples))
 
 
-class TrafficWindowTrigger(BaseTrigger):
+class TrafficWindowTrigger(ArgumentsTrigger):
     """Send one GET to every ``traffic`` URL per round until ``until``; scrape ``scrape_url`` first in each round.
 
     The observation window of phase 7: Prometheus (when the spec has one) records what the traffic
@@ -335,11 +323,6 @@ class TrafficWindowTrigger(BaseTrigger):
         self.interval_seconds = interval_seconds
         self.scrape_url = scrape_url
         self.series = series or []
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (classpath(self),
-                {"traffic": self.traffic, "started_at": self.started_at, "until": self.until,
-                 "interval_seconds": self.interval_seconds, "scrape_url": self.scrape_url, "series": self.series})
 
     async def _scrape(self, client: httpx.AsyncClient, index: int) -> ScrapeRow:
         status: int | None = None
@@ -383,7 +366,7 @@ class TrafficWindowTrigger(BaseTrigger):
             reason=f"{requests} request(s) to {len(self.traffic)} endpoint(s) over {ended - self.started_at:.1f} s"))
 
 
-class ChangeWindowTrigger(BaseTrigger):
+class ChangeWindowTrigger(ArgumentsTrigger):
     """Wait until the change window is open (freeze periods included), or fail when it would open after
     ``deadline`` (epoch seconds).
 
@@ -396,10 +379,6 @@ class ChangeWindowTrigger(BaseTrigger):
         self.window = window
         self.deadline = deadline
         self.requested_at = requested_at
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (classpath(self),
-                {"window": self.window, "deadline": self.deadline, "requested_at": self.requested_at})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from gendev_release.spec import ChangeWindow  # the spec's own rules read the window back
