@@ -19,6 +19,9 @@ from typing import Any, NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REFUSED = 0, 1, 2, 3
 SETTABLE = ("version", "dry_run", "emergency")
+#: How ``gendev-release graph`` labels a task that is not an agent step (by its plan kind).
+GRAPH_KINDS = {"sensor": "deferred health wait", "watch": "deferred window", "strategy": "strategy step",
+               "approval": "people decide", "control": "gate"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,12 +121,13 @@ def cmd_graph(args: argparse.Namespace) -> int:
         print(json.dumps(graph))
         return EXIT_OK
     print(graph["dag_id"])
-    for phase in graph["phases"]:
-        print(f"  {phase['id']}: {phase['title']}")
-        for step in phase["steps"]:
-            print(f"    {step['task_id']}  [{step['agent']} / {step['duty']}]")
-        for sensor in phase["sensors"]:
-            print(f"    {sensor['task_id']}  [sensor]")
+    for gate in plan.gates():
+        print(f"  {gate.task_id}  [{GRAPH_KINDS[gate.kind]}]")
+    for phase in plan.phases:  # every task in the order it runs
+        print(f"  {phase.id}: {phase.title}")
+        for task in phase.tasks:
+            what = f"{task.agent} / {task.duty}" if task.kind == "agent" else GRAPH_KINDS[task.kind]
+            print(f"    {task.task_id}  [{what}]")
     print("  on failure:")
     for task in graph["failure_branch"]:
         print(f"    {task['task_id']}  (trigger rule {task['trigger_rule']})")

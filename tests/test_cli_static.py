@@ -325,3 +325,18 @@ def test_bad_arguments_exit_2(cli, args: list[str]) -> None:
     assert proc.stdout == ""
     assert "gendev-release: error:" in proc.stderr
     assert proc.stderr.startswith("usage: gendev-release")
+
+
+def test_graph_text_lists_every_task_in_the_order_it_runs() -> None:
+    proc = subprocess.run([sys.executable, "-m", "gendev_release.cli", "graph", "dags/releases/demo-canary.yaml"],
+                          capture_output=True, text=True, cwd=ROOT, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    assert lines[1] == "change_window  [gate]"
+    start = lines.index("p5_deployment: Deployment Execution")
+    assert lines[start + 1:start + 9] == [
+        "p5_deployment.preview_health  [deferred health wait]", "p5_deployment.canary_10  [strategy step]",
+        "p5_deployment.canary_50  [strategy step]",
+        "p5_deployment.execute_strategy  [deployment-ops-manager / execute_strategy]",
+        "p5_deployment.post_switch_health  [deferred health wait]", "p5_deployment.post_promotion  [deferred window]",
+        "p5_deployment.monitoring_alerts  [resource-monitor / monitoring_alerts]", "p6_testing: Testing & Validation"]
