@@ -198,6 +198,10 @@ def run_release(spec: ReleaseSpec, params: RunParams, home: Path, emit: Emit = p
              + (f"run {interrupted.run_id} ({interrupted.version}) is marked interrupted" if interrupted else
                 "it had not started a run yet"))
     os.environ[OWNER_ENV] = token  # the tasks dag.test runs in this process adopt the lease
+    # dag.test runs every trigger inline, with no executor to race: a trigger need not hold its event.
+    from gendev_release.sensors.triggers import SETTLE_ENV
+
+    os.environ.setdefault(SETTLE_ENV, "0")
     log_file = home / "logs" / "airflow.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     emit(f"Releasing {spec.service} {params.version} ({spec.strategy.kind}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
@@ -58,18 +59,48 @@ from gendev_release.sensors.events import (
     WindowEvent,
 )
 
+#: Environment variable: seconds a trigger holds its event at least (see :func:`settle_seconds`).
+SETTLE_ENV = "GENDEV_TRIGGER_SETTLE_SECONDS"
+DEFAULT_SETTLE_SECONDS = 3.0
+
 
 def classpath(trigger: BaseTrigger) -> str:
     return f"{type(trigger).__module__}.{type(trigger).__qualname__}"
 
 
+def settle_seconds() -> float:
+    """How long after it starts a trigger holds its event at least (:data:`SETTLE_ENV`, default 3 s).
+
+    Airflow 3.3.2's LocalExecutor fails a task that a trigger resumes within about a second of the
+    task parking: the scheduler has not yet handled the exit of the worker that deferred it, and
+    that late "success" event then meets a task instance that is queued again ("state attribute is
+    queued"). A health streak on a healthy service decides in about a second, so every trigger
+    holds its verdict this long. 0 turns it off (unit tests that run triggers without a scheduler).
+    """
+    try:
+        return max(0.0, float(os.environ.get(SETTLE_ENV, "") or DEFAULT_SETTLE_SECONDS))
+    except ValueError:
+        return DEFAULT_SETTLE_SECONDS
+
+
 class ArgumentsTrigger(BaseTrigger):
-    """A trigger whose ``serialize()`` is its constructor's keyword arguments, each read back from the
-    attribute of the same name: what the triggerer stores rebuilds the same trigger (tested per trigger)."""
+    """The base of our triggers: ``decide()`` waits and returns the event; ``run()`` yields it, never sooner
+    than :func:`settle_seconds` after it began. ``serialize()`` is the constructor's keyword arguments,
+    each read back from the attribute of the same name: what the triggerer stores rebuilds the same
+    trigger (tested per trigger)."""
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         names = [name for name in inspect.signature(type(self).__init__).parameters if name != "self"]
         return classpath(self), {name: getattr(self, name) for name in names}
+
+    async def decide(self) -> TriggerEvent:
+        raise NotImplementedError
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        began = time.monotonic()
+        event = await self.decide()
+        await asyncio.sleep(max(0.0, began + settle_seconds() - time.monotonic()))
+        yield event
 
 
 async def check_round(client: httpx.AsyncClient, url: str, probes: Sequence[Probe]) -> list[CheckRow]:
@@ -112,7 +143,7 @@ class HealthCheckTrigger(ArgumentsTrigger):
         self.interval_seconds = interval_seconds
         self.deadline = deadline
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    async def decide(self) -> TriggerEvent:
         probes = [Probe.of(check) for check in self.checks]
         gate = StreakGate(required=self.consecutive_successes, interval=self.interval_seconds, deadline=self.deadline)
         last: list[CheckRow] = []
@@ -127,7 +158,7 @@ class HealthCheckTrigger(ArgumentsTrigger):
                               "; ".join(gate.rounds[-1].failures) or "healthy")
 
             verdict = await drive_async(gate, one_round, on_round=log)
-        yield TriggerEvent(HealthEvent(status="success" if verdict.passed else "failed", url=self.url,
+        return TriggerEvent(HealthEvent(status="success" if verdict.passed else "failed", url=self.url,
                                        rounds=len(gate.rounds), reason=verdict.reason, last_results=last))
 
 
@@ -148,7 +179,7 @@ class ObservationWindowTrigger(ArgumentsTrigger):
         self.interval_seconds = interval_seconds
         self.failure_limit = failure_limit
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    async def decide(self) -> TriggerEvent:
         probes = [Probe.of(check) for check in self.checks]
         gate = BakeGate(until=self.until, interval=self.interval_seconds, failure_limit=self.failure_limit)
         last: list[CheckRow] = []
@@ -166,7 +197,7 @@ class ObservationWindowTrigger(ArgumentsTrigger):
             verdict = await drive_async(gate, one_round, on_round=log)
         failed = [RoundRow(index=r.index, at=r.at, passed=r.passed, failures=r.failures)
                   for r in gate.failed][-MAX_EVENT_ITEMS:]
-        yield TriggerEvent(BakeEvent(status="success" if verdict.passed else "failed", url=self.url,
+        return TriggerEvent(BakeEvent(status="success" if verdict.passed else "failed", url=self.url,
                                      started_at=self.started_at, until=self.until, ended_at=time.time(),
                                      rounds=len(gate.rounds), failure_limit=self.failure_limit,
                                      failed_rounds=failed, reason=verdict.reason, last_results=last))
@@ -228,7 +259,7 @@ class MetricSamplingTrigger(ArgumentsTrigger):
                 by_time.setdefault(at, {})[one.key()] = value
         return [Sample(at, True, values, 200) for at, values in sorted(by_time.items())]
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    async def decide(self) -> TriggerEvent:
         gate = SamplingGate(until=self.until, interval=self.interval_seconds, min_samples=self.min_samples)
         async with httpx.AsyncClient() as client:
             async def one_round() -> list[Sample]:
@@ -244,7 +275,7 @@ class MetricSamplingTrigger(ArgumentsTrigger):
                         self.log.warning("sample at %.0f unusable: %s", sample.at, sample.error)
 
             verdict = await drive_async(gate, one_round, on_round=log)
-        yield TriggerEvent(SamplingEvent(status="success" if verdict.passed else "failed", source=self.source,
+        return TriggerEvent(SamplingEvent(status="success" if verdict.passed else "failed", source=self.source,
                                          url=self.url, query=self.query, started_at=self.started_at,
                                          until=self.until, reason=verdict.reason,
                                          samples=[sample_row(s) for s in gate.samples[-MAX_EVENT_ITEMS:]]))
@@ -285,7 +316,7 @@ class RequestSamplingTrigger(ArgumentsTrigger):
         return RequestRow(group=group, path=path, status=status, ms=round((time.monotonic() - started) * 1000, 3),
                           error=error)
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    async def decide(self) -> TriggerEvent:
         samples: list[RequestRow] = []
         counts: dict[str, int] = {}
         rounds = 0
@@ -300,7 +331,7 @@ class RequestSamplingTrigger(ArgumentsTrigger):
                             samples.append(row)
                 await asyncio.sleep(max(0.0, min(self.interval_seconds, self.until - time.time())))
         self.log.info("sampled %d round(s): %s", rounds, ", ".join(f"{g} {n}" for g, n in sorted(counts.items())))
-        yield TriggerEvent(RequestSamplingEvent(
+        return TriggerEvent(RequestSamplingEvent(
             status="success", urls=self.urls, started_at=self.started_at, until=self.until, ended_at=time.time(),
             rounds=rounds, reason=f"{rounds} round(s) over {len(self.paths)} path(s)", samples=samples))
 
@@ -341,7 +372,7 @@ class TrafficWindowTrigger(ArgumentsTrigger):
                          counter=counter[1] if counter else None, counter_name=counter[0] if counter else None,
                          error=error)
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    async def decide(self) -> TriggerEvent:
         samples: list[ScrapeRow] = []
         requests = rounds = 0
         async with httpx.AsyncClient() as client:
@@ -360,7 +391,7 @@ class TrafficWindowTrigger(ArgumentsTrigger):
                 await asyncio.sleep(max(0.0, min(self.interval_seconds, self.until - time.time())))
         ended = time.time()
         self.log.info("observation window: %d request(s), %d scrape(s)", requests, len(samples))
-        yield TriggerEvent(TrafficWindowEvent(
+        return TriggerEvent(TrafficWindowEvent(
             status="success", started_at=self.started_at, until=self.until, ended_at=ended, requests=requests,
             traffic=self.traffic, scrape_url=self.scrape_url, samples=samples,
             reason=f"{requests} request(s) to {len(self.traffic)} endpoint(s) over {ended - self.started_at:.1f} s"))
@@ -380,7 +411,7 @@ class ChangeWindowTrigger(ArgumentsTrigger):
         self.deadline = deadline
         self.requested_at = requested_at
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    async def decide(self) -> TriggerEvent:
         from gendev_release.spec import ChangeWindow  # the spec's own rules read the window back
 
         gate = WindowGate(window=ChangeWindow.model_validate(self.window), deadline=self.deadline)
@@ -397,6 +428,6 @@ class ChangeWindowTrigger(ArgumentsTrigger):
         state = gate.last.as_dict() if gate.last else {}
         self.log.info("change window decided at %s: %s", datetime.fromtimestamp(now, timezone.utc).isoformat(),
                       verdict.reason)
-        yield TriggerEvent(WindowEvent(status="open" if verdict.passed else "failed", requested_at=self.requested_at,
+        return TriggerEvent(WindowEvent(status="open" if verdict.passed else "failed", requested_at=self.requested_at,
                                        decided_at=now, waited_seconds=round(max(0.0, now - self.requested_at), 3),
                                        reason=verdict.reason, state=state))

@@ -29,3 +29,15 @@ def _marked_items_are_shown_failing(request: pytest.FixtureRequest):
     missing = marked - item_proof.PROVEN
     if missing:
         pytest.fail(f"marked for {sorted(missing)} but never showed it failing with assert_item_fails")
+
+
+@pytest.fixture(autouse=True)
+def _triggers_run_without_settling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triggers run in-process here (no scheduler to race), so they need not hold their events 3 s.
+
+    Module-scoped real Airflow stacks start before this and keep the default (see
+    ``gendev_release.sensors.triggers.settle_seconds``); ``test_triggers`` checks the hold itself.
+    """
+    from gendev_release.sensors.triggers import SETTLE_ENV
+
+    monkeypatch.setenv(SETTLE_ENV, "0")

@@ -352,3 +352,21 @@ def test_request_sampling_groups_by_the_header_the_service_names(serve: Any) -> 
     groups = [r["group"] for r in event["samples"]]
     assert set(groups) == {"on", "off"} and abs(groups.count("on") - groups.count("off")) <= 1
 
+
+
+def test_an_event_is_held_until_the_settle_time_after_the_trigger_began(serve: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A healthy streak decides in well under a second; the event still waits for the settle time, so a
+    LocalExecutor never sees the task resumed before it handled the worker that parked it."""
+    from gendev_release.sensors.triggers import SETTLE_ENV, settle_seconds
+
+    server = serve(Flaky(failures=0))
+    monkeypatch.setenv(SETTLE_ENV, "1.5")
+    began = time.monotonic()
+    event = first_event(HealthCheckTrigger(url=server.url, checks=CHECKS, consecutive_successes=1,
+                                           interval_seconds=0.05, deadline=time.time() + 60))
+    assert event["status"] == "success" and time.monotonic() - began >= 1.5
+    monkeypatch.delenv(SETTLE_ENV)
+    assert settle_seconds() == 3.0
+    monkeypatch.setenv(SETTLE_ENV, "soon")
+    assert settle_seconds() == 3.0
