@@ -495,17 +495,18 @@ class RevisionTarget(Target):
                 return self.status()  # this run's rollback was the last traffic move; repeating it would undo it
             leader = state.active
             active = state.record(leader)
-            if leader is not None and active is not None and active.run_id != run_id and self.running(active):
+            failed = [r for r, rec in state.slots.items() if rec is not None and rec.run_id == run_id and r != leader]
+            if leader is not None and active is not None and active.run_id != run_id and self.running(active) \
+                    and failed:
                 # This run's revision never led (a canary step, a rolling batch): the version that
                 # leads takes all traffic again, and the failed revision becomes "previous" so
-                # retire_previous stops it.
+                # retire_previous stops it. (A run with no revision of its own, e.g. one restoring
+                # an interrupted release, takes the classic path below.)
                 if to_version is not None and active.version != to_version:
                     raise TargetError(f"will not roll {self.service} back to slot {leader}: it runs "
                                       f"{active.version}, but the last verified release is {to_version}")
-                failed = [r for r, rec in state.slots.items() if rec is not None and rec.run_id == run_id
-                          and r != leader]
                 changed = self._move(state, {leader: 100}, run_id, "rollback")
-                if failed and state.previous != failed[0]:
+                if state.previous != failed[0]:
                     state.previous, changed = failed[0], True
                 if changed:
                     self.store.save(state)

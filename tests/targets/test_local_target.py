@@ -64,6 +64,24 @@ def test_nothing_deployed(target: LocalTarget) -> None:
     assert target.down() == []
 
 
+def test_a_canary_that_never_led_rolls_back_and_a_later_run_restores_a_dead_runs_switch(
+        target: LocalTarget) -> None:
+    """Two rollbacks by one rule: a run whose revision only had a canary share gives the leader all traffic
+    (its revision becomes 'previous' to retire); a run with no revision of its own, restoring another
+    run's unverified switch, goes back to the previous slot (start_release after a dead runner)."""
+    blue = target.stage("1.0.0", "run-1")
+    target.switch(blue.slot, "run-1")
+    green = target.deploy("1.1.0", "run-2")
+    target.set_weights({blue.slot: 90, green.id: 10}, "run-2")
+    assert target.took_traffic("run-2") and not target.took_traffic("run-3")
+    restored = target.rollback("run-2", to_version="1.0.0")
+    assert restored.weights == {"blue": 100, "green": 0} and restored.previous and restored.previous.slot == "green"
+    assert target.took_traffic("run-2")  # it did take traffic during the run: the failure branch rolls back
+    target.switch(green.id, "run-4")  # another run switched to 1.1.0 and died before verifying it
+    back = target.rollback("run-5", to_version="1.0.0")
+    assert back.active is not None and back.active.version == "1.0.0" and back.weights["green"] == 0
+
+
 def test_blue_green_release_and_rollback(target: LocalTarget, tmp_path: Path) -> None:
     blue = target.stage("1.0.0", "run-1")
     assert blue.slot == "blue" and blue.pid and target.status().staged == blue
