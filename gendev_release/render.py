@@ -5,7 +5,7 @@ Parse-time work only: no network, subprocess or database here.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import DAG, BaseOperator, Param, TaskGroup
@@ -47,9 +47,19 @@ def _local_id(task: PlannedTask) -> str:
     return task.task_id.split(".", 1)[1] if task.group else task.task_id
 
 
+#: Tasks that defer to a trigger get one retry. Airflow 3.3.2's LocalExecutor can mark a task FAILED when its
+#: trigger resumes it before the scheduler handled the exit of the worker that parked it (seen 5 s late on a
+#: busy machine); a retry re-runs the wait, which is idempotent. Our gate failures fail at once whatever
+#: the retries (AirflowFailException), so a real failure is never waited out twice.
+DEFERRING = {"sensor", "strategy", "watch"}
+DEFERRING_RETRY: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(seconds=5)}
+
+
 def _operator(plan: ReleasePlan, task: PlannedTask) -> BaseOperator:
     common: dict[str, Any] = {"task_id": _local_id(task), "spec_data": plan.spec_data, "spec_path": plan.spec_path,
                               "trigger_rule": task.trigger_rule, "doc_md": task.doc}
+    if task.kind in DEFERRING or task.role == "change_window":
+        common.update(DEFERRING_RETRY)
     if task.kind == "agent":
         return AGENT_OPERATORS[task.agent or ""].for_step(step_id=task.step_id or "", **common)
     if task.kind == "sensor":

@@ -80,9 +80,14 @@ def test_every_main_task_reaches_the_failure_branch(dag) -> None:
         assert task.task_id == "release_gate" or "release_gate" in task.get_flat_relative_ids(upstream=False)
 
 
-def test_no_retries_and_one_run_at_a_time(dag) -> None:
+def test_only_deferring_waits_retry_and_one_run_at_a_time(dag) -> None:
+    """Steps, gates of people and the failure branch never retry; a deferred wait retries once, for Airflow
+    3.3.2's LocalExecutor race (render.DEFERRING_RETRY); its gate failures still fail at once."""
     assert dag.max_active_runs == 1
-    assert all(t.retries == 0 for t in dag.tasks)
+    retrying = {t.task_id for t in dag.tasks if t.retries}
+    assert retrying == {"change_window", "p5_deployment.preview_health", "p5_deployment.post_switch_health",
+                        "p5_deployment.post_promotion", "p7_monitoring.observation_window"}
+    assert all(dag.get_task(t).retries == 1 for t in retrying)
     assert dag.schedule is None or str(dag.timetable.summary) in ("None", "")
 
 
