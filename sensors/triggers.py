@@ -61,26 +61,49 @@ from gendev_release.sensors.events import (
 
 #: Environment variable: seconds a trigger holds its event at least (see :func:`settle_seconds`).
 SETTLE_ENV = "GENDEV_TRIGGER_SETTLE_SECONDS"
-DEFAULT_SETTLE_SECONDS = 3.0
+#: Seconds a trigger holds its event beyond the worker's exit-notice interval (see :func:`settle_seconds`).
+SETTLE_MARGIN_SECONDS = 2.0
+#: Airflow's default ``[workers] min_heartbeat_interval``.
+AIRFLOW_DEFAULT_HEARTBEAT_INTERVAL = 5
 
 
 def classpath(trigger: BaseTrigger) -> str:
     return f"{type(trigger).__module__}.{type(trigger).__qualname__}"
 
 
-def settle_seconds() -> float:
-    """How long after it starts a trigger holds its event at least (:data:`SETTLE_ENV`, default 3 s).
+def worker_exit_notice_seconds() -> int:
+    """How late a worker may notice that the task process it supervises has exited.
 
-    Airflow 3.3.2's LocalExecutor fails a task that a trigger resumes within about a second of the
-    task parking: the scheduler has not yet handled the exit of the worker that deferred it, and
-    that late "success" event then meets a task instance that is queued again ("state attribute is
-    queued"). A health streak on a healthy service decides in about a second, so every trigger
-    holds its verdict this long. 0 turns it off (unit tests that run triggers without a scheduler).
+    Airflow 3.3's task supervisor waits on the task's sockets for at most ``[workers]
+    min_heartbeat_interval`` seconds; when the sockets close just before the process exits, it sees
+    the exit only when that wait ends (measured: a deferral reported either at once or 5.0 s later).
     """
     try:
-        return max(0.0, float(os.environ.get(SETTLE_ENV, "") or DEFAULT_SETTLE_SECONDS))
-    except ValueError:
-        return DEFAULT_SETTLE_SECONDS
+        from airflow.sdk.configuration import conf
+
+        return max(0, conf.getint("workers", "min_heartbeat_interval", fallback=AIRFLOW_DEFAULT_HEARTBEAT_INTERVAL))
+    except Exception:  # noqa: BLE001 - a broken setting must not stop a wait; assume Airflow's default
+        return AIRFLOW_DEFAULT_HEARTBEAT_INTERVAL
+
+
+def settle_seconds() -> float:
+    """How long after it starts a trigger holds its event at least.
+
+    Airflow 3.3.2's executors fail a task that a trigger resumes before the worker that parked it has
+    reported the deferral: that late "success" event then meets a task instance that is queued again
+    ("state attribute is queued") and the scheduler marks it failed. The worker reports within
+    :func:`worker_exit_notice_seconds` of the park, so every trigger holds its verdict that long plus
+    :data:`SETTLE_MARGIN_SECONDS` (7 s on Airflow's defaults; 3 s with ``min_heartbeat_interval = 1``,
+    which the README recommends). :data:`SETTLE_ENV` overrides it; 0 turns it off (the embedded
+    runner and unit tests, where no executor races).
+    """
+    raw = os.environ.get(SETTLE_ENV, "").strip()
+    if raw:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            pass
+    return worker_exit_notice_seconds() + SETTLE_MARGIN_SECONDS
 
 
 class ArgumentsTrigger(BaseTrigger):

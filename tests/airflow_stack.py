@@ -82,6 +82,8 @@ class AirflowStack:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            # The worker notices a deferred task's exit within 1 s, not 5 (see sensors/triggers.settle_seconds).
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         })
         if self.db_url:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.db_url

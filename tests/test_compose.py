@@ -28,6 +28,8 @@ def test_services_of_the_production_shape(compose: dict) -> None:
         assert "@postgres:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379")
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/gendev/dags"
+        # Workers notice a deferral within 1 s, so a trigger's 3 s hold outlasts it (sensors/triggers.py).
+        assert env["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] == "1"
         assert compose["services"][name]["build"] == "."
 
 

@@ -366,7 +366,11 @@ def test_an_event_is_held_until_the_settle_time_after_the_trigger_began(serve: A
     event = first_event(HealthCheckTrigger(url=server.url, checks=CHECKS, consecutive_successes=1,
                                            interval_seconds=0.05, deadline=time.time() + 60))
     assert event["status"] == "success" and time.monotonic() - began >= 1.5
+    # Without the override: the worker's exit-notice interval (Airflow's min_heartbeat_interval) plus 2 s.
     monkeypatch.delenv(SETTLE_ENV)
+    monkeypatch.setenv("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", "1")
     assert settle_seconds() == 3.0
     monkeypatch.setenv(SETTLE_ENV, "soon")
     assert settle_seconds() == 3.0
+    monkeypatch.delenv("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL")
+    assert settle_seconds() == 7.0
