@@ -7,10 +7,13 @@ SPEC ?= dags/releases/demo.yaml
 
 .PHONY: venv tools demo test lint down clean
 
+# --compile-bytecode: every Airflow process (each task, trigger and CLI run) imports thousands of
+# modules; without .pyc files (uv writes none by default, and PYTHONDONTWRITEBYTECODE stops Python
+# writing them) each process compiles them again: measured 70 s -> 53 s for one demo release.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[dev]"
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e ".[dev]"
 	touch $@
 
 venv: $(VENV)/.installed
