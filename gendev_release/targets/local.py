@@ -40,12 +40,15 @@ from gendev_release.targets.processes import (
     start_process,
     terminate,
     wait_listening,
+    wait_port_free,
     watched,
 )
 from gendev_release.targets.state import RevisionRecord, RouterRecord, TargetState
 
 SLOTS: tuple[str, str] = ("blue", "green")
 ROUTER_MODULE = "gendev_release.demo.router"
+#: Seconds a router of ours that just died may take to release its port before another one listens there.
+ROUTER_PORT_RELEASE_SECONDS = 5.0
 
 __all__ = ["LOG_TAIL_CHARS", "LOOPBACK", "POLL_SECONDS", "ROUTER_MODULE", "SLOTS", "STOP_GRACE_SECONDS", "_CHILDREN",
            "LocalTarget", "free_port", "log_tail", "pid_running", "port_answers", "port_free", "runs_command",
@@ -206,7 +209,9 @@ class LocalTarget(RevisionTarget):
         # Keep the port once picked: clients hold on to the router URL across releases.
         slot_ports = {(r.port if r else None) for r in state.slots.values()}
         port = wanted or free_port({p for p in slot_ports if p})
-        if not port_free(port):
+        # Our own router that just died may hold its port a moment longer (nginx workers exiting).
+        released = router is not None and router.port == port and wait_port_free(port, ROUTER_PORT_RELEASE_SECONDS)
+        if not released and not port_free(port):
             raise TargetError(f"the {self.service} router cannot listen on {LOOPBACK}:{port}: another program "
                               "uses the port (set target.router_port to a free one)")
         if self.router_mode == "nginx":

@@ -175,6 +175,17 @@ def port_free(port: int) -> bool:
     return True
 
 
+def wait_port_free(port: int, seconds: float) -> bool:
+    """Whether loopback ``port`` becomes free within ``seconds`` (a killed server's processes may
+    still hold its listening socket for a moment after its main pid is gone)."""
+    deadline = time.monotonic() + seconds
+    while not port_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def free_port(exclude: set[int] | frozenset[int] = frozenset()) -> int:
     """A loopback port nothing listens on now (the kernel's pick), not in ``exclude``."""
     for _ in range(50):

@@ -282,6 +282,47 @@ def test_down_stops_everything_and_keeps_the_router_port(tmp_path: Path) -> None
         local.down()
 
 
+def test_a_dead_routers_port_is_waited_for_and_a_strangers_port_is_refused(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A router killed with its process group may hold its port a moment longer (an nginx worker still
+    exiting): the restart waits for it. A port another program listens on is refused, naming it."""
+    import socket
+
+    port = free_port()
+    local = LocalTarget(LocalTargetSpec(router_port=port), "demo", tmp_path)
+
+    def listen() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return sock
+
+    try:
+        local.stage("1.0.0", "run-1")
+        local.switch("blue", "run-1")
+        router = local.load_state().router
+        assert router and router.pid
+        local_module.terminate(router.pid, router.argv)
+        lingering = listen()  # what is left of the dead router, gone a second later
+        threading.Timer(1.0, lingering.close).start()
+        local.switch("blue", "run-1")
+        assert version_at(local.url() or "") == ("1.0.0", "blue")
+
+        router = local.load_state().router
+        assert router and router.pid
+        local_module.terminate(router.pid, router.argv)
+        monkeypatch.setattr(local_module, "ROUTER_PORT_RELEASE_SECONDS", 0.5)
+        stranger = listen()
+        try:
+            with pytest.raises(TargetError, match=f"cannot listen on 127.0.0.1:{port}: another program"):
+                local.switch("blue", "run-1")
+        finally:
+            stranger.close()
+    finally:
+        local.down()
+
+
 def test_down_never_kills_an_unrelated_pid(target: LocalTarget) -> None:
     blue = target.stage("1.0.0", "run-1")
     unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
