@@ -3,7 +3,6 @@ trigger run against real loopback servers (a real Prometheus for the range-query
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -16,6 +15,7 @@ from airflow.models.trigger import Trigger
 from airflow.triggers.base import BaseTrigger
 from loopback import LoopbackServer, Response
 from prometheus_server import running_prometheus
+from trigger_run import first_event
 
 from gendev_release.sensors.events import (
     BakeEvent,
@@ -126,15 +126,6 @@ def test_the_change_window_trigger_reads_its_window_back() -> None:
 
 
 # ========================================================================================== runs
-def first_event(trigger: BaseTrigger) -> dict[str, Any]:
-    async def run() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("the trigger ended without an event")
-
-    return asyncio.run(run())
-
-
 class Flaky:
     """Answers 503 for the first ``failures`` health requests, then 200 "ok"."""
 

@@ -8,7 +8,6 @@ gate; a flag step measures what the service reports and turns the flag off when 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from duty_helpers import RUN_ID, make_ctx, save_report
+from trigger_run import first_event
 
 from gendev_release.context import DutyContext
 from gendev_release.errors import GateFailed
@@ -119,15 +119,6 @@ def test_a_sample_from_a_bad_event_is_refused_by_name() -> None:
 
 
 # ================================================================================ on the target
-def first_event(trigger: Any) -> dict[str, Any]:
-    async def run() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("no event")
-
-    return asyncio.run(run())
-
-
 @pytest.fixture
 def released(tmp_path: Path):
     """A target serving 1.0.0 (an earlier run) and this run's version staged, as provisioning leaves it."""
