@@ -63,7 +63,9 @@ class AirflowStack:
             "PATH": f"{bindir}:{env.get('PATH', '')}",
             "AIRFLOW_HOME": str(self.airflow_home),
             "GENDEV_HOME": str(self.gendev_home),
-            "GENDEV_MAX_LIFETIME": "900",
+            # The services a stack's releases start stop by themselves after an hour: one module shares
+            # one target for all its tests (its router ran 17 min in a loaded run, past the old 15).
+            "GENDEV_MAX_LIFETIME": "3600",
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": self.executor,
