@@ -46,10 +46,8 @@ demo: venv tools
 down: venv
 	$(VENV)/bin/gendev-release down $(SPEC) --home $(HOME_DIR)
 
-# Three pytest processes side by side (tests/run_lanes.py): the real-Airflow modules mostly wait on
-# their stacks. PYTEST_ARGS go to every lane; `$(PY) -m pytest -q` still runs everything in one.
 test: venv tools
-	$(PY) tests/run_lanes.py $(PYTEST_ARGS)
+	$(PY) -m pytest -q
 
 # ruff, then mypy on a copy of the package laid out as installed (operators/, sensors/ and plugins/
 # inside gendev_release/): mypy cannot follow setuptools' editable import hook.
