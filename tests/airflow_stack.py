@@ -144,8 +144,16 @@ class AirflowStack:
         return self._token
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        """One REST API call. SQLite allows one writer: a write that waits out the busy timeout while the
+        scheduler and tasks write is rolled back and answered 500 "Database error" (seen on CI marking a
+        run failed while its task heartbeated); such a call changed nothing and is sent again, up to 3 times."""
         headers = {"Authorization": f"Bearer {self.token()}", **(headers or {})}
-        return httpx.request(method, f"{self.base_url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
+        for attempt in range(3):
+            response = httpx.request(method, f"{self.base_url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
+            if not (response.status_code == 500 and "Database error" in response.text and self.db_url is None):
+                break
+            time.sleep(1 + attempt)
+        return response
 
     def wait_for_dag(self, dag_id: str, timeout: float = 240) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
