@@ -47,10 +47,10 @@ def _local_id(task: PlannedTask) -> str:
     return task.task_id.split(".", 1)[1] if task.group else task.task_id
 
 
-#: Tasks that defer to a trigger get one retry. Airflow 3.3.2's LocalExecutor can mark a task FAILED when its
-#: trigger resumes it before the scheduler handled the exit of the worker that parked it (seen 5 s late on a
-#: busy machine); a retry re-runs the wait, which is idempotent. Our gate failures fail at once whatever
-#: the retries (AirflowFailException), so a real failure is never waited out twice.
+#: Tasks that defer to a trigger get one retry: a second guard against Airflow 3.3's race of a trigger resuming
+#: a task before the worker that parked it reported the deferral (the first guard is the triggers' hold, see
+#: sensors/triggers.settle_seconds). A retry re-runs the wait, which is idempotent. Our gate failures fail at
+#: once whatever the retries (AirflowFailException), so a real failure is never waited out twice.
 DEFERRING = {"sensor", "strategy", "watch"}
 DEFERRING_RETRY: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(seconds=5)}
 

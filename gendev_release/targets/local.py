@@ -210,8 +210,8 @@ class LocalTarget(RevisionTarget):
         slot_ports = {(r.port if r else None) for r in state.slots.values()}
         port = wanted or free_port({p for p in slot_ports if p})
         # Our own router that just died may hold its port a moment longer (nginx workers exiting).
-        released = router is not None and router.port == port and wait_port_free(port, ROUTER_PORT_RELEASE_SECONDS)
-        if not released and not port_free(port):
+        ours = router is not None and router.port == port
+        if not wait_port_free(port, ROUTER_PORT_RELEASE_SECONDS if ours else 0.0):
             raise TargetError(f"the {self.service} router cannot listen on {LOOPBACK}:{port}: another program "
                               "uses the port (set target.router_port to a free one)")
         if self.router_mode == "nginx":
